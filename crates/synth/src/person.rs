@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Poisson};
 use crate::Result;
 use crate::ids::{self, DeviceKind, IdKeys};
 use crate::tables::{ChunkRows, Table};
-use crate::truth::{Cell, PARTY_SETS, TruthAcc};
+use crate::truth::{self, Cell, PARTY_SETS, TruthAcc};
 use crate::world::{
     self, ATTRIBUTION_CAP, BRANDS, CATEGORIES, CLICK_WINDOW, Campaign, DAY, FOCAL_BRAND, INTERESTS,
     PERIOD_DAYS, PERIOD_START, PLACEMENTS, REGIONS, SKUS_PER_BRAND, VIEW_WINDOW,
@@ -128,7 +128,7 @@ fn core(seed: u64, person: u64) -> Core {
         device,
         social_device: rng.random_bool(0.9),
         device_zero: rng.random_bool(0.005),
-        share_flag: person % 2 == 0 && rng.random_bool(0.02),
+        share_flag: person.is_multiple_of(2) && rng.random_bool(0.02),
     }
 }
 
@@ -460,7 +460,7 @@ fn generate_person(
     let (social_device_cell, social_device, social_device_kind) =
         if !(me.social && me.social_device) {
             (Cell::Missing, None, None)
-        } else if person % 2 == 0 && shares_partner_device(seed, person, &me) {
+        } else if person.is_multiple_of(2) && shares_partner_device(seed, person, &me) {
             let partner = core(seed, person + 1);
             (
                 Cell::Ambiguous,
@@ -552,20 +552,30 @@ fn generate_person(
     // Edges between this person's records, by identifier type [phone, email, device].
     // Social holds the number the person first registered (`phone`); the others hold
     // the current one, except a brand customer who gave the old one.
-    let edge_sr = [
-        valid(social_phone_cell) && valid(retail_phone_cell) && phone == current_phone,
-        false,
-        valid(social_device_cell) && valid(retail_device_cell),
-    ];
-    let edge_sb = [
-        valid(social_phone_cell) && valid(brand_phone_cell) && brand_number == phone,
-        false,
-        false,
-    ];
-    let edge_rb = [
-        valid(retail_phone_cell) && valid(brand_phone_cell) && brand_number == current_phone,
-        valid(retail_email_cell) && valid(brand_email_cell),
-        false,
+    // Social holds only MD5 and the brand only SHA-256 of a phone, so those two can
+    // never meet on phone directly; the retailer's raw numbers hash to either.
+    let edges = [
+        (
+            0,
+            1,
+            [
+                valid(social_phone_cell) && valid(retail_phone_cell) && phone == current_phone,
+                false,
+                valid(social_device_cell) && valid(retail_device_cell),
+            ],
+        ),
+        (0, 2, [false; 3]),
+        (
+            1,
+            2,
+            [
+                valid(retail_phone_cell)
+                    && valid(brand_phone_cell)
+                    && brand_number == current_phone,
+                valid(retail_email_cell) && valid(brand_email_cell),
+                false,
+            ],
+        ),
     ];
     let present = [me.social, me.retail, brand_member];
     let mut linked_sr = false;
@@ -573,25 +583,13 @@ fn generate_person(
         if !(0..3).all(|p| mask & (1 << p) == 0 || present[p]) {
             continue;
         }
-        let edges: Vec<&[bool; 3]> = match mask {
-            0b011 => vec![&edge_sr],
-            0b101 => vec![&edge_sb],
-            0b110 => vec![&edge_rb],
-            _ => vec![&edge_sr, &edge_sb, &edge_rb],
-        };
-        // n records are connected when at least n - 1 of the pairwise edges exist
-        // (for two or three records).
-        let needed = edges.len().saturating_sub(1).max(1);
-        let linked = edges.iter().filter(|e| e.iter().any(|&x| x)).count() >= needed;
+        let linked = truth::connected(present, &edges, mask, [true; 3]);
         let o = &mut acc.overlap[slot];
         o.people += 1;
-        if linked {
-            o.linkable += 1;
-        }
+        o.linkable += u64::from(linked);
         for t in 0..3 {
-            if edges.iter().filter(|e| e[t]).count() >= needed {
-                o.by_id_type[t] += 1;
-            }
+            let only = std::array::from_fn(|i| i == t);
+            o.by_id_type[t] += u64::from(truth::connected(present, &edges, mask, only));
         }
         if mask == 0b011 {
             linked_sr = linked;

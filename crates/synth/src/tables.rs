@@ -513,7 +513,6 @@ impl TableWriter {
         let pq_file = File::create(&pq_path).map_err(|e| Error::io(&pq_path, e))?;
         let csv = arrow::csv::WriterBuilder::new()
             .with_header(true)
-            .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%:z".to_string())
             .build(BufWriter::with_capacity(1 << 20, csv_file));
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)

@@ -25,6 +25,36 @@ pub(crate) fn party_set_key(mask: u8) -> String {
         .join("+")
 }
 
+/// Whether a person's records at the parties in `mask` all fall in one connected
+/// component, where records (one per `present` party) are joined by the `edges`
+/// `(party, party, [phone, email, device])` of the identifier types `types` allows.
+/// Parties outside `mask` may bridge: the linking runs over the whole collaboration.
+pub(crate) fn connected(
+    present: [bool; 3],
+    edges: &[(usize, usize, [bool; 3])],
+    mask: u8,
+    types: [bool; 3],
+) -> bool {
+    // Each record takes the lowest label of any record it is joined to, until stable.
+    let mut component = [0usize, 1, 2];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for &(a, b, by_type) in edges {
+            let joined = present[a] && present[b] && (0..3).any(|t| types[t] && by_type[t]);
+            if joined && component[a] != component[b] {
+                let low = component[a].min(component[b]);
+                component[a] = low;
+                component[b] = low;
+                changed = true;
+            }
+        }
+    }
+    let mut members = (0..3).filter(|p| mask & (1 << p) != 0);
+    let first = members.next().map(|p| component[p]);
+    members.all(|p| Some(component[p]) == first)
+}
+
 /// Identifier columns whose validity is tallied: (party index, column name).
 pub(crate) const ID_COLUMNS: [(usize, &str); 7] = [
     (0, "phone_md5"),
@@ -377,6 +407,17 @@ mod tests {
         assert_eq!(date(0), "2026-01-01");
         assert_eq!(date(31), "2026-02-01");
         assert_eq!(date(180), "2026-06-30");
+    }
+
+    #[test]
+    fn linking_bridges_through_a_third_party() {
+        let phone = [true, false, false];
+        let edges = [(0, 1, phone), (0, 2, [false; 3]), (1, 2, phone)];
+        assert!(connected([true; 3], &edges, 0b101, [true; 3]));
+        assert!(connected([true; 3], &edges, 0b111, phone));
+        assert!(!connected([true; 3], &edges, 0b111, [false, true, false]));
+        // Without the bridge, social and brand stay apart.
+        assert!(!connected([true, false, true], &edges, 0b101, [true; 3]));
     }
 
     #[test]
