@@ -211,16 +211,19 @@ fn write_world(config: &Config, dir: &Path, progress: &dyn Progress) -> Result<W
         .iter()
         .map(|&t| TableWriter::create(dir, t))
         .collect::<Result<_>>()?;
-    writers[Table::SocialCampaigns as usize].write(&tables::campaigns_batch(&world.campaigns)?)?;
+    writers[Table::SocialCampaigns as usize].write(&tables::Encoded::new(
+        tables::campaigns_batch(&world.campaigns)?,
+    )?)?;
 
     let chunks: Vec<(u64, std::ops::Range<u64>)> = (0..people.div_ceil(CHUNK))
         .map(|i| (i, i * CHUNK..((i + 1) * CHUNK).min(people)))
         .collect();
     // Chunks are generated in parallel, a window at a time, and written in order by
-    // this thread while the next window is generated: memory holds at most two windows.
+    // this thread while the next window is generated (a rendezvous channel): memory holds
+    // at most two windows.
     let window = rayon::current_num_threads().max(1) * 2;
     let mut acc = TruthAcc::new(world.campaigns.len());
-    let (tx, rx) = sync_channel::<Result<Vec<_>>>(1);
+    let (tx, rx) = sync_channel::<Result<Vec<_>>>(0);
     let mut done = 0u64;
     std::thread::scope(|scope| -> Result<()> {
         let world = &world;

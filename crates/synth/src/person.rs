@@ -10,16 +10,15 @@ use rand_distr::{Distribution, Poisson};
 
 use crate::Result;
 use crate::ids::{self, DeviceKind, IdKeys};
-use crate::tables::{ChunkRows, Table};
+use crate::tables::{ChunkRows, Encoded, Table};
 use crate::truth::{self, Cell, PARTY_SETS, TruthAcc};
 use crate::world::{
     self, ATTRIBUTION_CAP, BRANDS, CATEGORIES, CLICK_WINDOW, Campaign, DAY, FOCAL_BRAND, INTERESTS,
     PERIOD_DAYS, PERIOD_START, PLACEMENTS, REGIONS, SKUS_PER_BRAND, VIEW_WINDOW,
 };
-use arrow::array::RecordBatch;
 
 /// People per chunk. Fixed: order ids and row shuffles depend on it.
-pub(crate) const CHUNK: u64 = 16_384;
+pub(crate) const CHUNK: u64 = 4_096;
 
 /// Everything shared by all people of one world.
 #[derive(Debug)]
@@ -278,7 +277,7 @@ pub(crate) fn generate_chunk(
     world: &World,
     index: u64,
     range: Range<u64>,
-) -> Result<(Vec<(Table, RecordBatch)>, TruthAcc)> {
+) -> Result<(Vec<(Table, Encoded)>, TruthAcc)> {
     let mut rows = ChunkRows::default();
     let mut acc = TruthAcc::new(world.campaigns.len());
     let mut next_order = index * 100_000_000 + 1;

@@ -430,7 +430,7 @@ pub(crate) struct ChunkRows {
 impl ChunkRows {
     /// Finishes every table into a batch, with rows shuffled within the chunk so that no
     /// table's row order lines up with another party's (or with the person index).
-    pub(crate) fn finish(self, rng: &mut ChaCha8Rng) -> Result<Vec<(Table, RecordBatch)>> {
+    pub(crate) fn finish(self, rng: &mut ChaCha8Rng) -> Result<Vec<(Table, Encoded)>> {
         let batches = [
             (Table::SocialUsers, self.social_users.finish()?),
             (Table::SocialExposures, self.exposures.finish()?),
@@ -446,13 +446,13 @@ impl ChunkRows {
             .map(|(table, batch)| {
                 if table == Table::TruthPeople {
                     // The truth table stays in person order: it is the key, not a party's data.
-                    return Ok((table, batch));
+                    return Ok((table, Encoded::new(batch)?));
                 }
                 let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
                 order.shuffle(rng);
                 let shuffled = take_record_batch(&batch, &UInt32Array::from(order))
                     .map_err(|e| Error::Internal(e.to_string()))?;
-                Ok((table, shuffled))
+                Ok((table, Encoded::new(shuffled)?))
             })
             .collect()
     }
@@ -494,9 +494,33 @@ pub(crate) fn campaigns_batch(campaigns: &[crate::world::Campaign]) -> Result<Re
     )
 }
 
+/// A batch with its CSV rows already encoded (by the generating worker, so that the
+/// single writer thread only appends bytes and encodes Parquet).
+pub(crate) struct Encoded {
+    batch: RecordBatch,
+    csv: Vec<u8>,
+}
+
+impl Encoded {
+    pub(crate) fn new(batch: RecordBatch) -> Result<Self> {
+        let mut csv = Vec::with_capacity(batch.num_rows() * 64);
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .build(&mut csv);
+        w.write(&batch)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        drop(w);
+        Ok(Self { batch, csv })
+    }
+}
+
+/// Rows per Parquet row group: small enough that the writer's buffers stay a few tens
+/// of MB per table whatever the scale.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
 /// Writes one table as `<name>.csv` and `<name>.parquet` under a directory.
 pub(crate) struct TableWriter {
-    csv: arrow::csv::Writer<BufWriter<File>>,
+    csv: BufWriter<File>,
     parquet: ArrowWriter<BufWriter<File>>,
     pub(crate) rows: u64,
 }
@@ -511,11 +535,16 @@ impl TableWriter {
         let pq_path = base.with_extension("parquet");
         let csv_file = File::create(&csv_path).map_err(|e| Error::io(&csv_path, e))?;
         let pq_file = File::create(&pq_path).map_err(|e| Error::io(&pq_path, e))?;
-        let csv = arrow::csv::WriterBuilder::new()
+        let mut csv = BufWriter::with_capacity(1 << 20, csv_file);
+        // The header line, from a writer over no rows.
+        arrow::csv::WriterBuilder::new()
             .with_header(true)
-            .build(BufWriter::with_capacity(1 << 20, csv_file));
+            .build(&mut csv)
+            .write(&RecordBatch::new_empty(table.schema()))
+            .map_err(|e| Error::Write(e.to_string()))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by("jingteng-synth".to_string())
             .build();
         let parquet = ArrowWriter::try_new(
@@ -524,30 +553,28 @@ impl TableWriter {
             Some(props),
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut writer = Self {
+        Ok(Self {
             csv,
             parquet,
             rows: 0,
-        };
-        // Writes the CSV header even when the table ends up with no rows.
-        writer.write(&RecordBatch::new_empty(table.schema()))?;
-        Ok(writer)
+        })
     }
 
-    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    pub(crate) fn write(&mut self, encoded: &Encoded) -> Result<()> {
+        use std::io::Write;
         self.csv
-            .write(batch)
+            .write_all(&encoded.csv)
             .map_err(|e| Error::Write(e.to_string()))?;
         self.parquet
-            .write(batch)
+            .write(&encoded.batch)
             .map_err(|e| Error::Write(e.to_string()))?;
-        self.rows += batch.num_rows() as u64;
+        self.rows += encoded.batch.num_rows() as u64;
         Ok(())
     }
 
     pub(crate) fn close(self) -> Result<u64> {
         use std::io::Write;
-        let mut csv = self.csv.into_inner();
+        let mut csv = self.csv;
         csv.flush().map_err(|e| Error::Write(e.to_string()))?;
         let mut parquet = self
             .parquet

@@ -1,0 +1,455 @@
+//! The collaboration spec: a TOML file, written for people, that says which parties take
+//! part, which of their tables hold identifiers (and in what form), and what role every
+//! other column plays. `docs/collaboration-spec.md` documents it with an example.
+//!
+//! Text is parsed into [`SpecFile`] (the file as written, unknown keys refused), then
+//! checked into a [`Collaboration`], which can no longer be inconsistent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use crate::normalize::{DeviceType, DigestKind, Form, IdType};
+use crate::{Error, Result};
+
+/// The spec file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// The collaboration itself.
+    pub collaboration: CollaborationSection,
+    /// The parties, in the order reports list them.
+    #[serde(rename = "party")]
+    pub parties: Vec<PartySection>,
+}
+
+/// `[collaboration]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollaborationSection {
+    /// Identifier of the collaboration; it separates the hash domain, so the same
+    /// identifiers in two collaborations never produce the same points.
+    pub id: String,
+    /// What it is for, for people.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[[party]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartySection {
+    /// Short name (`social`, `retail`, …): lower-case letters, digits and `_`.
+    pub name: String,
+    /// Who this party is, for people.
+    #[serde(default)]
+    pub description: String,
+    /// The party's tables.
+    #[serde(rename = "table")]
+    pub tables: Vec<TableSection>,
+}
+
+/// `[[party.table]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    /// Table name, unique within the party (`users`, `orders`).
+    pub name: String,
+    /// CSV or Parquet file, relative to the spec file.
+    pub path: String,
+    /// The column that identifies the party's record (a person, for the table with
+    /// identifiers; the person a row is about, for the others). It never leaves the party.
+    pub record_id: String,
+    /// Identifier columns; exactly one table per party has them.
+    #[serde(default, rename = "identifier")]
+    pub identifiers: Vec<IdentifierSection>,
+    /// Columns that may be grouped and filtered on.
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    /// Numeric columns that may be aggregated.
+    #[serde(default)]
+    pub measures: Vec<String>,
+    /// Event-time columns.
+    #[serde(default)]
+    pub timestamps: Vec<String>,
+}
+
+/// `[[party.table.identifier]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierSection {
+    /// The column.
+    pub column: String,
+    /// `phone`, `email`, `device`, `device:imei` (oaid, idfa, caid, mac) or `opaque`.
+    #[serde(rename = "type")]
+    pub id_type: String,
+    /// `raw` (default), `md5` or `sha256` (hex of the canonical form).
+    #[serde(default = "raw")]
+    pub form: String,
+    /// For `type = "device"`: the column that names each row's device type.
+    #[serde(default)]
+    pub device_type_column: Option<String>,
+}
+
+fn raw() -> String {
+    "raw".into()
+}
+
+/// A checked collaboration.
+#[derive(Debug, Clone)]
+pub struct Collaboration {
+    id: String,
+    description: String,
+    parties: Vec<Party>,
+}
+
+/// A checked party.
+#[derive(Debug, Clone)]
+pub struct Party {
+    /// Its name.
+    pub name: String,
+    /// Its table with identifiers.
+    pub identity: Table,
+    /// Its other tables.
+    pub tables: Vec<Table>,
+}
+
+/// A checked table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Name within the party.
+    pub name: String,
+    /// Path as written (relative to the spec file).
+    pub path: String,
+    /// Record id column.
+    pub record_id: String,
+    /// Identifier columns.
+    pub identifiers: Vec<Identifier>,
+    /// Dimension columns.
+    pub dimensions: Vec<String>,
+    /// Measure columns.
+    pub measures: Vec<String>,
+    /// Timestamp columns.
+    pub timestamps: Vec<String>,
+}
+
+/// What a device column's rows are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKinds {
+    /// Every row is this type.
+    Fixed(DeviceType),
+    /// Each row's type is in this column.
+    Column(String),
+}
+
+/// A checked identifier column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier {
+    /// The column.
+    pub column: String,
+    /// Its family: phone, email, device (any type) or opaque; for devices see `devices`.
+    pub id_type: IdType,
+    /// For device columns, which device types its rows are.
+    pub devices: Option<DeviceKinds>,
+    /// How values are held.
+    pub form: Form,
+}
+
+impl Collaboration {
+    /// Parses and checks spec text. Errors say where (`party "social", table "users"`) and
+    /// what is wrong.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: SpecFile = toml::from_str(text).map_err(|e| Error::Spec(e.to_string()))?;
+        Self::check(file)
+    }
+
+    fn check(file: SpecFile) -> Result<Self> {
+        let bad = |msg: String| Err(Error::Spec(msg));
+        if file.collaboration.id.trim().is_empty() {
+            return bad("collaboration.id is empty".into());
+        }
+        if file.parties.len() < 2 {
+            return bad(format!(
+                "a collaboration needs at least two parties; this one has {}",
+                file.parties.len()
+            ));
+        }
+        if file.parties.len() > 64 {
+            return bad(format!(
+                "at most 64 parties; this one has {}",
+                file.parties.len()
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut parties = Vec::new();
+        for p in file.parties {
+            let here = format!("party {:?}", p.name);
+            let name_ok = !p.name.is_empty()
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok {
+                return bad(format!(
+                    "{here}: a party name uses lower-case letters, digits and _ only"
+                ));
+            }
+            if !names.insert(p.name.clone()) {
+                return bad(format!("{here} is listed twice"));
+            }
+            let mut tables = Vec::new();
+            let mut table_names = BTreeSet::new();
+            for t in p.tables {
+                let here = format!("{here}, table {:?}", t.name);
+                if !table_names.insert(t.name.clone()) {
+                    return bad(format!("{here} is listed twice"));
+                }
+                let mut roles: BTreeMap<&str, &str> = BTreeMap::new();
+                roles.insert(&t.record_id, "record_id");
+                let mut identifiers = Vec::new();
+                for i in &t.identifiers {
+                    identifiers.push(check_identifier(i, &here)?);
+                    if let Some(c) = &i.device_type_column {
+                        roles.insert(c, "device_type_column");
+                    }
+                }
+                for (list, role) in [
+                    (
+                        t.identifiers.iter().map(|i| &i.column).collect::<Vec<_>>(),
+                        "identifier",
+                    ),
+                    (t.dimensions.iter().collect(), "dimension"),
+                    (t.measures.iter().collect(), "measure"),
+                    (t.timestamps.iter().collect(), "timestamp"),
+                ] {
+                    for c in list {
+                        if let Some(prev) = roles.insert(c, role) {
+                            return bad(format!(
+                                "{here}: column {c:?} has two roles ({prev} and {role}); give it one"
+                            ));
+                        }
+                    }
+                }
+                let path_ok = t.path.ends_with(".csv") || t.path.ends_with(".parquet");
+                if !path_ok {
+                    return bad(format!(
+                        "{here}: path {:?} must be a .csv or .parquet file",
+                        t.path
+                    ));
+                }
+                tables.push(Table {
+                    name: t.name,
+                    path: t.path,
+                    record_id: t.record_id,
+                    identifiers,
+                    dimensions: t.dimensions,
+                    measures: t.measures,
+                    timestamps: t.timestamps,
+                });
+            }
+            let (with_ids, others): (Vec<Table>, Vec<Table>) =
+                tables.into_iter().partition(|t| !t.identifiers.is_empty());
+            let mut with_ids = with_ids.into_iter();
+            let identity = match (with_ids.next(), with_ids.next()) {
+                (Some(t), None) => t,
+                (None, _) => {
+                    return bad(format!(
+                        "{here}: no table has identifier columns; exactly one must"
+                    ));
+                }
+                (Some(a), Some(b)) => {
+                    return bad(format!(
+                        "{here}: tables {:?} and {:?} both have identifier columns; exactly one may (join the others to it by record_id)",
+                        a.name, b.name
+                    ));
+                }
+            };
+            parties.push(Party {
+                name: p.name,
+                identity,
+                tables: others,
+            });
+        }
+        Ok(Self {
+            id: file.collaboration.id,
+            description: file.collaboration.description,
+            parties,
+        })
+    }
+
+    /// The collaboration id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The parties, in spec order.
+    pub fn parties(&self) -> &[Party] {
+        &self.parties
+    }
+
+    /// The digests each identifier type is matched through: those that some party holds
+    /// its values pre-hashed in, or SHA-256 where every party holds raw values.
+    pub fn digests_for(&self, id_type: IdType) -> Vec<DigestKind> {
+        let mut kinds: BTreeSet<DigestKind> = BTreeSet::new();
+        for p in &self.parties {
+            for i in &p.identity.identifiers {
+                if i.id_type.family() == id_type.family() {
+                    match i.form {
+                        Form::Md5 => {
+                            kinds.insert(DigestKind::Md5);
+                        }
+                        Form::Sha256 => {
+                            kinds.insert(DigestKind::Sha256);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if kinds.is_empty() {
+            kinds.insert(DigestKind::Sha256);
+        }
+        kinds.into_iter().collect()
+    }
+}
+
+fn check_identifier(i: &IdentifierSection, here: &str) -> Result<Identifier> {
+    let here = format!("{here}, identifier {:?}", i.column);
+    let form = match i.form.as_str() {
+        "raw" => Form::Raw,
+        "md5" => Form::Md5,
+        "sha256" => Form::Sha256,
+        other => {
+            return Err(Error::Spec(format!(
+                "{here}: unknown form {other:?} (use raw, md5 or sha256)"
+            )));
+        }
+    };
+    let (id_type, devices) = match i.id_type.as_str() {
+        "phone" => (IdType::Phone, None),
+        "email" => (IdType::Email, None),
+        "opaque" => (IdType::Opaque, None),
+        "device" => match &i.device_type_column {
+            Some(c) => (
+                IdType::Device(DeviceType::Imei),
+                Some(DeviceKinds::Column(c.clone())),
+            ),
+            None => {
+                return Err(Error::Spec(format!(
+                    "{here}: type \"device\" needs device_type_column, or name the type (\"device:idfa\", …)"
+                )));
+            }
+        },
+        other => match other.strip_prefix("device:").and_then(DeviceType::parse) {
+            Some(d) if i.device_type_column.is_none() => {
+                (IdType::Device(d), Some(DeviceKinds::Fixed(d)))
+            }
+            Some(_) => {
+                return Err(Error::Spec(format!(
+                    "{here}: give either a device type in `type` or device_type_column, not both"
+                )));
+            }
+            None => {
+                return Err(Error::Spec(format!(
+                    "{here}: unknown type {other:?} (use phone, email, device, device:imei|oaid|idfa|caid|mac or opaque)"
+                )));
+            }
+        },
+    };
+    if i.device_type_column.is_some() && devices.is_none() {
+        return Err(Error::Spec(format!(
+            "{here}: device_type_column is only for type \"device\""
+        )));
+    }
+    Ok(Identifier {
+        column: i.column.clone(),
+        id_type,
+        devices,
+        form,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[collaboration]
+id = "c1"
+
+[[party]]
+name = "a"
+[[party.table]]
+name = "users"
+path = "a.csv"
+record_id = "id"
+dimensions = ["age"]
+[[party.table.identifier]]
+column = "phone"
+type = "phone"
+
+[[party]]
+name = "b"
+[[party.table]]
+name = "users"
+path = "b.parquet"
+record_id = "id"
+[[party.table.identifier]]
+column = "phone_md5"
+type = "phone"
+form = "md5"
+[[party.table.identifier]]
+column = "dev"
+type = "device"
+device_type_column = "dev_type"
+"#;
+
+    #[test]
+    fn a_minimal_spec_parses() {
+        let c = Collaboration::parse(MINIMAL).unwrap();
+        assert_eq!(c.parties().len(), 2);
+        assert_eq!(c.digests_for(IdType::Phone), vec![DigestKind::Md5]);
+        assert_eq!(c.digests_for(IdType::Email), vec![DigestKind::Sha256]);
+        assert_eq!(
+            c.parties()[1].identity.identifiers[1].devices,
+            Some(DeviceKinds::Column("dev_type".into()))
+        );
+    }
+
+    fn err(text: &str) -> String {
+        Collaboration::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(
+            err(&MINIMAL.replace(
+                "record_id = \"id\"\ndimensions",
+                "recordid = \"id\"\ndimensions"
+            ))
+            .contains("unknown field")
+        );
+        assert!(
+            err(&MINIMAL.replace("form = \"md5\"", "form = \"sha1\""))
+                .contains("unknown form \"sha1\"")
+        );
+        assert!(
+            err(&MINIMAL.replace("type = \"phone\"\n\n", "type = \"fax\"\n\n"))
+                .contains("unknown type \"fax\"")
+        );
+        assert!(err(&MINIMAL.replace("name = \"b\"", "name = \"a\"")).contains("listed twice"));
+        assert!(
+            err(&MINIMAL.replace("dimensions = [\"age\"]", "dimensions = [\"phone\"]"))
+                .contains("two roles (identifier and dimension)")
+        );
+        assert!(
+            err(&MINIMAL.replace("device_type_column = \"dev_type\"", ""))
+                .contains("needs device_type_column")
+        );
+        assert!(err(&MINIMAL.replace("a.csv", "a.xlsx")).contains(".csv or .parquet"));
+    }
+}
