@@ -1,10 +1,9 @@
 //! `jingteng synth`.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use indicatif::{ProgressBar, ProgressStyle};
 use jingteng_synth::{Config, generate};
 
-use crate::{SynthArgs, parse_scale, peak_rss_bytes};
+use crate::{SynthArgs, parse_scale, peak_rss_bytes, progress_bar};
 
 pub(crate) fn run(args: SynthArgs) -> anyhow::Result<()> {
     let scale = parse_scale(&args.scale)?;
@@ -13,15 +12,7 @@ pub(crate) fn run(args: SynthArgs) -> anyhow::Result<()> {
         scale,
         force: args.force,
     };
-    let bar = ProgressBar::new(scale.people());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} people ({per_sec}, eta {eta})",
-        )
-        // Unwrap safety: the template is a constant that is known to parse.
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(scale.people(), "people");
     bar.set_message(format!("generating {}", args.out.display()));
     let summary = generate(&config, &args.out, &|done, _total| bar.set_position(done))?;
     bar.finish_and_clear();

@@ -137,7 +137,7 @@ impl DigestKind {
     }
 
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn byte_len(self) -> usize {
         match self {
             DigestKind::Md5 => 16,
             DigestKind::Sha256 => 32,
@@ -271,7 +271,7 @@ pub fn normalize(id: IdType, form: Form, value: &str) -> Normalized {
 
 fn hex_digest(value: &str, kind: DigestKind) -> Result<Normalized, Reject> {
     let t = value.trim().as_bytes();
-    if t.len() != kind.len() * 2 {
+    if t.len() != kind.byte_len() * 2 {
         return Err(Reject::DigestSyntax);
     }
     let mut out = [0u8; 32];
@@ -281,7 +281,7 @@ fn hex_digest(value: &str, kind: DigestKind) -> Result<Normalized, Reject> {
         out[i] = hi << 4 | lo;
     }
     let mut d = DigestBytes::default();
-    d.set(&out[..kind.len()]);
+    d.set(&out[..kind.byte_len()]);
     Ok(Normalized::Digest(kind, d))
 }
 

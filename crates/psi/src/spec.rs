@@ -57,9 +57,12 @@ pub struct TableSection {
     pub name: String,
     /// CSV or Parquet file, relative to the spec file.
     pub path: String,
-    /// The column that identifies the party's record (a person, for the table with
-    /// identifiers; the person a row is about, for the others). It never leaves the party.
-    pub record_id: String,
+    /// In the table with identifiers: the column that identifies the party's record of
+    /// a person (required). In other tables: the column that refers to that record (the
+    /// person a row is about); absent for tables not about people (a campaign list).
+    /// Record ids never leave the party.
+    #[serde(default)]
+    pub record_id: Option<String>,
     /// Identifier columns; exactly one table per party has them.
     #[serde(default, rename = "identifier")]
     pub identifiers: Vec<IdentifierSection>,
@@ -121,8 +124,8 @@ pub struct Table {
     pub name: String,
     /// Path as written (relative to the spec file).
     pub path: String,
-    /// Record id column.
-    pub record_id: String,
+    /// Record id column (always present in a party's identity table).
+    pub record_id: Option<String>,
     /// Identifier columns.
     pub identifiers: Vec<Identifier>,
     /// Dimension columns.
@@ -204,7 +207,17 @@ impl Collaboration {
                     return bad(format!("{here} is listed twice"));
                 }
                 let mut roles: BTreeMap<&str, &str> = BTreeMap::new();
-                roles.insert(&t.record_id, "record_id");
+                match &t.record_id {
+                    Some(r) => {
+                        roles.insert(r, "record_id");
+                    }
+                    None if !t.identifiers.is_empty() => {
+                        return bad(format!(
+                            "{here}: a table with identifiers needs record_id, the column that identifies each record"
+                        ));
+                    }
+                    None => {}
+                }
                 let mut identifiers = Vec::new();
                 for i in &t.identifiers {
                     identifiers.push(check_identifier(i, &here)?);

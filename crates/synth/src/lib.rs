@@ -11,6 +11,7 @@
 //! Generation streams fixed-size chunks of people through all cores; memory does not
 //! grow with the number of people, and the same seed gives byte-identical files.
 
+mod collab;
 mod ids;
 mod person;
 mod tables;
@@ -280,6 +281,8 @@ fn write_world(config: &Config, dir: &Path, progress: &dyn Progress) -> Result<W
     let path = dir.join("truth.json");
     let text = serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+    let path = dir.join("collab.toml");
+    std::fs::write(&path, collab::spec(config.seed, people)).map_err(|e| Error::io(&path, e))?;
     Ok((rows, value))
 }
 

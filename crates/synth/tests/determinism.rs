@@ -52,8 +52,8 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let (fa, fb, fc) = (files(&a), files(&b), files(&c));
     assert_eq!(
         fa.len(),
-        19,
-        "9 tables × (csv, parquet) + truth.json: {:?}",
+        20,
+        "9 tables × (csv, parquet), truth.json, collab.toml: {:?}",
         fa.keys()
     );
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());

@@ -1,0 +1,375 @@
+//! The matching pipeline: plan the channels, stream every party's identity table
+//! through normalisation and the PSI exchange, link, report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arrow::array::{Array, StringArray};
+use jingteng_psi::{
+    BlindedBatch, Channel, Collaboration, Contribution, DeviceKinds, DeviceType, DigestBytes,
+    DigestKind, Form, IdType, Normalized, Party, Reject, SecretKey, link,
+};
+use rand::{SeedableRng, TryRngCore};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+
+use crate::read::{self, ColumnReader};
+use crate::report::{self, ColumnTally};
+use crate::{Error, Result};
+
+/// Progress of a run, reported as batches of a party's rows are done.
+pub trait Progress: Sync {
+    /// `rows` more rows of `party` have been matched.
+    fn rows_done(&self, party: &str, rows: u64);
+}
+
+impl<F: Fn(&str, u64) + Sync> Progress for F {
+    fn rows_done(&self, party: &str, rows: u64) {
+        self(party, rows)
+    }
+}
+
+/// Where a party's identity table comes from.
+pub enum Source {
+    /// A CSV or Parquet file.
+    File(PathBuf),
+    /// Batches made on the fly (benchmarks): one `StringArray` per column the plan
+    /// requests (identifier columns in spec order, then device-type columns).
+    Batches(Box<dyn Iterator<Item = Vec<StringArray>> + Send>),
+}
+
+/// How one identifier column is read and which channels it feeds.
+#[derive(Debug)]
+struct IdentPlan {
+    column: String,
+    family: IdType,
+    form: Form,
+    /// Position of this column among the requested columns.
+    pos: usize,
+    devices: Option<DeviceSource>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DeviceSource {
+    Fixed(DeviceType),
+    /// Position of the device-type column among the requested columns.
+    Column(usize),
+}
+
+/// One PSI channel: an exact identifier type compared through one digest.
+#[derive(Debug)]
+pub(crate) struct ChannelPlan {
+    pub(crate) channel: Channel,
+    pub(crate) id_type: IdType,
+    pub(crate) digest: DigestKind,
+    /// Parties taking part, in spec order.
+    pub(crate) participants: Vec<usize>,
+}
+
+const DEVICE_TYPES: [DeviceType; 5] = [
+    DeviceType::Imei,
+    DeviceType::Oaid,
+    DeviceType::Idfa,
+    DeviceType::Caid,
+    DeviceType::Mac,
+];
+
+fn exact_types(family: IdType) -> Vec<IdType> {
+    match family {
+        IdType::Device(_) => DEVICE_TYPES.iter().map(|d| IdType::Device(*d)).collect(),
+        other => vec![other],
+    }
+}
+
+/// What to read from one party's identity table.
+struct PartyPlan {
+    /// Requested columns: identifier columns in spec order, then device-type columns.
+    columns: Vec<String>,
+    idents: Vec<IdentPlan>,
+}
+
+/// `(row, join key)` pairs.
+type Keyed = Vec<(u32, [u8; 16])>;
+
+fn plan(collab: &Collaboration) -> (Vec<PartyPlan>, Vec<ChannelPlan>) {
+    let parties: Vec<PartyPlan> = collab
+        .parties()
+        .iter()
+        .map(|p| {
+            let ids = &p.identity.identifiers;
+            let mut columns: Vec<String> = ids.iter().map(|i| i.column.clone()).collect();
+            let idents = ids
+                .iter()
+                .enumerate()
+                .map(|(pos, i)| IdentPlan {
+                    column: i.column.clone(),
+                    family: i.id_type,
+                    form: i.form,
+                    pos,
+                    devices: i.devices.as_ref().map(|d| match d {
+                        DeviceKinds::Fixed(t) => DeviceSource::Fixed(*t),
+                        DeviceKinds::Column(c) => {
+                            let at = columns.iter().position(|x| x == c).unwrap_or_else(|| {
+                                columns.push(c.clone());
+                                columns.len() - 1
+                            });
+                            DeviceSource::Column(at)
+                        }
+                    }),
+                })
+                .collect();
+            PartyPlan { columns, idents }
+        })
+        .collect();
+
+    let mut families: Vec<IdType> = parties
+        .iter()
+        .flat_map(|p| p.idents.iter().map(|i| i.family))
+        .collect();
+    families.sort_by_key(|f| f.priority());
+    families.dedup_by_key(|f| f.family());
+    let mut channels = Vec::new();
+    for family in families {
+        for digest in collab.digests_for(family) {
+            for exact in exact_types(family) {
+                let participants: Vec<usize> = parties
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, plan)| {
+                        plan.idents.iter().any(|i| {
+                            i.family.family() == family.family()
+                                && can_produce(i.form, digest)
+                                && match (i.devices, exact) {
+                                    (Some(DeviceSource::Fixed(t)), IdType::Device(e)) => t == e,
+                                    _ => true,
+                                }
+                        })
+                    })
+                    .map(|(p, _)| p)
+                    .collect();
+                if participants.len() >= 2 {
+                    let name = format!("{}/{}", exact.name(), digest.as_str());
+                    channels.push(ChannelPlan {
+                        channel: Channel::new(collab.id(), &name),
+                        id_type: exact,
+                        digest,
+                        participants,
+                    });
+                }
+            }
+        }
+    }
+    (parties, channels)
+}
+
+fn can_produce(form: Form, digest: DigestKind) -> bool {
+    matches!(
+        (form, digest),
+        (Form::Raw, _) | (Form::Md5, DigestKind::Md5) | (Form::Sha256, DigestKind::Sha256)
+    )
+}
+
+/// A ChaCha20 generator seeded from the operating system.
+pub(crate) fn secure_rng() -> Result<ChaCha20Rng> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| Error::Internal(format!("the operating system's RNG failed: {e}")))?;
+    Ok(ChaCha20Rng::from_seed(seed))
+}
+
+/// What one batch of a party's rows produced.
+struct BatchOut {
+    rows: usize,
+    tallies: Vec<ColumnTally>,
+    /// Per channel index: (row, join key).
+    keys: Vec<(usize, Keyed)>,
+}
+
+struct Ctx<'a> {
+    party: usize,
+    idents: &'a [IdentPlan],
+    channels: &'a [ChannelPlan],
+    parties: &'a [Party],
+}
+
+impl Ctx<'_> {
+    fn process(&self, first_row: u32, columns: &[StringArray]) -> Result<BatchOut> {
+        let rows = columns.first().map_or(0, |c| c.len());
+        let mut tallies: Vec<ColumnTally> =
+            self.idents.iter().map(|_| ColumnTally::default()).collect();
+        let mut lists: Vec<(Vec<u32>, Vec<DigestBytes>)> = self
+            .channels
+            .iter()
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        for (j, ident) in self.idents.iter().enumerate() {
+            let col = &columns[ident.pos];
+            for row in 0..rows {
+                let value = read::cell(col, row).unwrap_or("");
+                let exact = match ident.devices {
+                    None => Some(ident.family),
+                    Some(DeviceSource::Fixed(t)) => Some(IdType::Device(t)),
+                    Some(DeviceSource::Column(c)) => read::cell(&columns[c], row)
+                        .and_then(DeviceType::parse)
+                        .map(IdType::Device),
+                };
+                let norm = match exact {
+                    Some(t) => jingteng_psi::normalize::normalize(t, ident.form, value),
+                    None if value.trim().is_empty() => Normalized::Missing,
+                    None => Normalized::Rejected(Reject::DeviceType),
+                };
+                tallies[j].add(&norm);
+                let Some(exact) = exact else { continue };
+                for (ci, ch) in self.channels.iter().enumerate() {
+                    if ch.id_type == exact
+                        && ch.participants.contains(&self.party)
+                        && let Some(d) = norm.digest(ch.digest)
+                    {
+                        lists[ci].0.push(first_row + row as u32);
+                        lists[ci].1.push(d);
+                    }
+                }
+            }
+        }
+        let mut rng = secure_rng()?;
+        let me = &self.parties[self.party];
+        let mut keys = Vec::new();
+        for (ci, (rows_of, digests)) in lists.into_iter().enumerate() {
+            if digests.is_empty() {
+                continue;
+            }
+            let ch = &self.channels[ci];
+            let (pending, mut batch) = me.blind(&ch.channel, &digests, &mut rng)?;
+            for &other in &ch.participants {
+                if other != self.party {
+                    // Through the wire format, as between nodes.
+                    let received = BlindedBatch::decode(&batch.encode())?;
+                    batch = self.parties[other].reblind(&received)?;
+                }
+            }
+            let joined = me.finish(pending, &BlindedBatch::decode(&batch.encode())?)?;
+            keys.push((ci, rows_of.into_iter().zip(joined).collect()));
+        }
+        Ok(BatchOut {
+            rows,
+            tallies,
+            keys,
+        })
+    }
+}
+
+/// Runs the match over one source per party (in spec order).
+pub fn match_sources(
+    collab: &Collaboration,
+    sources: Vec<Source>,
+    progress: &dyn Progress,
+) -> Result<report::MatchReport> {
+    let started = Instant::now();
+    let (party_plans, channels) = plan(collab);
+    if sources.len() != party_plans.len() {
+        return Err(Error::Internal(format!(
+            "{} sources for {} parties",
+            sources.len(),
+            party_plans.len()
+        )));
+    }
+    let parties: Vec<Party> = {
+        let mut rng = secure_rng()?;
+        (0..party_plans.len())
+            .map(|_| Party::new(SecretKey::random(&mut rng)))
+            .collect()
+    };
+
+    let window = rayon::current_num_threads().max(1) * 2;
+    let mut records = Vec::new();
+    let mut tallies = Vec::new();
+    let mut contributions: Vec<Contribution> = Vec::new();
+    for (p, (plan, source)) in party_plans.iter().zip(sources).enumerate() {
+        let (columns, idents) = (&plan.columns, &plan.idents);
+        let name = &collab.parties()[p].name;
+        let ctx = Ctx {
+            party: p,
+            idents,
+            channels: &channels,
+            parties: &parties,
+        };
+        let mut party_tallies: Vec<ColumnTally> =
+            idents.iter().map(|_| ColumnTally::default()).collect();
+        let mut party_keys: Vec<Vec<(u32, [u8; 16])>> =
+            channels.iter().map(|_| Vec::new()).collect();
+        let mut next_row: u64 = 0;
+        let mut batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>>> = match source {
+            Source::File(path) => {
+                let mut reader = ColumnReader::open(&path, columns)?;
+                Box::new(std::iter::from_fn(move || reader.next_batch().transpose()))
+            }
+            Source::Batches(b) => Box::new(b.map(Ok)),
+        };
+        loop {
+            let mut window_batches = Vec::with_capacity(window);
+            for b in batches.by_ref().take(window) {
+                let b = b?;
+                let n = b.first().map_or(0, |c| c.len()) as u64;
+                if next_row + n > u64::from(u32::MAX) {
+                    return Err(Error::Input {
+                        path: PathBuf::from(&collab.parties()[p].identity.path),
+                        message: "more than 4,294,967,295 rows in one party's table".into(),
+                    });
+                }
+                window_batches.push((next_row as u32, b));
+                next_row += n;
+            }
+            if window_batches.is_empty() {
+                break;
+            }
+            let outs: Vec<BatchOut> = window_batches
+                .par_iter()
+                .map(|(first, cols)| ctx.process(*first, cols))
+                .collect::<Result<_>>()?;
+            for out in outs {
+                for (t, o) in party_tallies.iter_mut().zip(&out.tallies) {
+                    t.merge(o);
+                }
+                for (ci, keys) in out.keys {
+                    party_keys[ci].extend(keys);
+                }
+                progress.rows_done(name, out.rows as u64);
+            }
+        }
+        records.push(next_row as u32);
+        tallies.push(party_tallies);
+        for (ci, mut keys) in party_keys.into_iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            // A party with two columns of one type may repeat a (row, key) pair.
+            keys.sort_unstable();
+            keys.dedup();
+            contributions.push(Contribution {
+                party: p,
+                id_type: channels[ci].id_type,
+                channel: channels[ci].channel.name().to_string(),
+                keys,
+            });
+        }
+    }
+    drop(parties);
+    let linked = link(&records, contributions);
+    Ok(report::build(
+        collab,
+        &party_plans
+            .iter()
+            .map(|plan| {
+                plan.idents
+                    .iter()
+                    .map(|i| (i.column.clone(), i.family, i.form))
+                    .collect()
+            })
+            .collect::<Vec<_>>(),
+        tallies,
+        &channels,
+        &linked,
+        started.elapsed(),
+    ))
+}
