@@ -23,7 +23,12 @@ pub(crate) fn psi(args: BenchPsiArgs) -> anyhow::Result<()> {
         "  full match           {:>12.0} records/s/core",
         r.psi_per_core
     );
-    println!("  ratio                {:>12.3} (ideal ≈ 0.6)", r.ratio);
+    println!(
+        "  ratio                {:>12.3} (curve work alone would give {:.3}; efficiency {:.0}%)",
+        r.ratio,
+        r.ideal_ratio,
+        100.0 * r.efficiency
+    );
     println!(
         "  wall {:.1} s, CPU {:.1} s, matched {}",
         r.wall_seconds, r.cpu_seconds, r.matched

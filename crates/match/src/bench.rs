@@ -22,7 +22,8 @@ pub struct PsiBench {
     /// Identifier types per record.
     pub keys: u32,
     /// Records/s/core of the bare curve work: one hash-to-group and one variable-base
-    /// scalar multiplication per record, a plain loop on every worker thread.
+    /// scalar multiplication per record, a plain loop on every worker thread (timed
+    /// before and after the match, averaged).
     pub ceiling_per_core: f64,
     /// Records of both parties together per CPU second of the full two-party match
     /// (normalisation, hashing, blinding, encoding, shuffling, linking, report).
@@ -30,6 +31,13 @@ pub struct PsiBench {
     /// `psi_per_core × keys / ceiling_per_core`. Each record-key needs one hash and two
     /// multiplications, so about 0.6 is ideal.
     pub ratio: f64,
+    /// What `ratio` would be if the match did nothing but its curve work (one hash and
+    /// two multiplications per record), from the separately timed hash and
+    /// multiplication rates of this run.
+    pub ideal_ratio: f64,
+    /// `ratio / ideal_ratio`: the share of the match's CPU time spent on the curve work
+    /// the protocol cannot avoid.
+    pub efficiency: f64,
     /// Peak resident memory of the match above what the process held before it,
     /// per record of both parties.
     pub peak_bytes_per_record: Option<f64>,
@@ -105,10 +113,20 @@ fn batches(range: std::ops::Range<u64>, keys: u32) -> Source {
     })))
 }
 
-/// The bare curve ceiling: a plain loop of hash-to-group and one multiplication per
-/// record, on every worker thread at once (so it runs under the same load as the match),
-/// as records per CPU second.
-fn ceiling(samples: u64) -> Result<f64> {
+/// Which bare curve work to time.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Hash-to-group only.
+    Hash,
+    /// Variable-base multiplication only.
+    Mul,
+    /// Both: the ceiling.
+    Both,
+}
+
+/// A plain loop of curve work per record, on every worker thread at once (so it runs
+/// under the same load as the match), as records per CPU second.
+fn curve_rate(samples: u64, work: Work) -> Result<f64> {
     let mut rng = secure_rng()?;
     let key = SecretKey::random(&mut rng);
     let channel = Channel::new("bench", "phone/sha256");
@@ -121,10 +139,21 @@ fn ceiling(samples: u64) -> Result<f64> {
                 .collect()
         })
         .collect();
+    let point = channel.hash_to_group(b"a point to multiply");
     let start = ProcessTime::now();
     digests.par_iter().for_each(|ds| {
         for d in ds {
-            black_box(key.blind(&channel.hash_to_group(black_box(d.as_bytes()))));
+            match work {
+                Work::Hash => {
+                    black_box(channel.hash_to_group(black_box(d.as_bytes())));
+                }
+                Work::Mul => {
+                    black_box(key.blind(black_box(&point)));
+                }
+                Work::Both => {
+                    black_box(key.blind(&channel.hash_to_group(black_box(d.as_bytes()))));
+                }
+            }
         }
     });
     let secs = start.elapsed().as_secs_f64();
@@ -140,7 +169,15 @@ pub fn psi(records: u64, keys: u32) -> Result<PsiBench> {
         )));
     }
     let collab = Collaboration::parse(&spec(keys))?;
-    let ceiling_per_core = ceiling(records.clamp(1_000, 200_000))?;
+    let samples = records.clamp(1_000, 200_000);
+    // The ceiling is timed before and after the match and averaged, so a change in the
+    // machine's speed during the run affects both sides of the ratio alike.
+    let ceiling_before = curve_rate(samples / 2, Work::Both)?;
+    let (t_hash, t_mul) = (
+        1.0 / curve_rate(samples / 2, Work::Hash)?,
+        1.0 / curve_rate(samples / 2, Work::Mul)?,
+    );
+    let ideal_ratio = (t_hash + t_mul) / (t_hash + 2.0 * t_mul);
 
     let rss_before = proc_status_kb("VmRSS:");
     let cpu = ProcessTime::now();
@@ -162,12 +199,15 @@ pub fn psi(records: u64, keys: u32) -> Result<PsiBench> {
         )));
     }
     let psi_per_core = 2.0 * records as f64 / cpu_seconds.max(1e-9);
+    let ceiling_per_core = (ceiling_before + curve_rate(samples / 2, Work::Both)?) / 2.0;
     Ok(PsiBench {
         records,
         keys,
         ceiling_per_core,
         psi_per_core,
         ratio: psi_per_core * f64::from(keys) / ceiling_per_core,
+        ideal_ratio,
+        efficiency: psi_per_core * f64::from(keys) / ceiling_per_core / ideal_ratio,
         peak_bytes_per_record: match (peak, rss_before) {
             (Some(p), Some(b)) => {
                 Some(p.saturating_sub(b) as f64 * 1024.0 / (2.0 * records as f64))

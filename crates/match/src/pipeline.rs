@@ -281,7 +281,6 @@ pub fn match_sources(
             .collect()
     };
 
-    let window = rayon::current_num_threads().max(1) * 2;
     let mut records = Vec::new();
     let mut tallies = Vec::new();
     let mut contributions: Vec<Contribution> = Vec::new();
@@ -298,46 +297,49 @@ pub fn match_sources(
             idents.iter().map(|_| ColumnTally::default()).collect();
         let mut party_keys: Vec<Vec<(u32, [u8; 16])>> =
             channels.iter().map(|_| Vec::new()).collect();
-        let mut next_row: u64 = 0;
-        let mut batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>>> = match source {
+        let batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>> + Send> = match source {
             Source::File(path) => {
                 let mut reader = ColumnReader::open(&path, columns)?;
                 Box::new(std::iter::from_fn(move || reader.next_batch().transpose()))
             }
             Source::Batches(b) => Box::new(b.map(Ok)),
         };
-        loop {
-            let mut window_batches = Vec::with_capacity(window);
-            for b in batches.by_ref().take(window) {
-                let b = b?;
-                let n = b.first().map_or(0, |c| c.len()) as u64;
-                if next_row + n > u64::from(u32::MAX) {
-                    return Err(Error::Input {
-                        path: PathBuf::from(&collab.parties()[p].identity.path),
-                        message: "more than 4,294,967,295 rows in one party's table".into(),
-                    });
-                }
-                window_batches.push((next_row as u32, b));
-                next_row += n;
+        // Batches are numbered as they are read (under par_bridge's lock, in order) and
+        // processed by whichever worker is free, so reading overlaps the curve work.
+        let path = &collab.parties()[p].identity.path;
+        let mut next_row: u64 = 0;
+        let numbered = batches.map(move |b| {
+            let b = b?;
+            let first = next_row;
+            next_row += b.first().map_or(0, |c| c.len()) as u64;
+            if next_row > u64::from(u32::MAX) {
+                return Err(Error::Input {
+                    path: PathBuf::from(path),
+                    message: "more than 4,294,967,295 rows in one party's table".into(),
+                });
             }
-            if window_batches.is_empty() {
-                break;
-            }
-            let outs: Vec<BatchOut> = window_batches
-                .par_iter()
-                .map(|(first, cols)| ctx.process(*first, cols))
-                .collect::<Result<_>>()?;
-            for out in outs {
-                for (t, o) in party_tallies.iter_mut().zip(&out.tallies) {
-                    t.merge(o);
-                }
-                for (ci, keys) in out.keys {
-                    party_keys[ci].extend(keys);
-                }
+            Ok((first as u32, b))
+        });
+        let outs: Vec<BatchOut> = numbered
+            .par_bridge()
+            .map(|batch| {
+                let (first, cols) = batch?;
+                let out = ctx.process(first, &cols)?;
                 progress.rows_done(name, out.rows as u64);
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let mut rows: u64 = 0;
+        for out in outs {
+            rows += out.rows as u64;
+            for (t, o) in party_tallies.iter_mut().zip(&out.tallies) {
+                t.merge(o);
+            }
+            for (ci, keys) in out.keys {
+                party_keys[ci].extend(keys);
             }
         }
-        records.push(next_row as u32);
+        records.push(rows as u32);
         tallies.push(party_tallies);
         for (ci, mut keys) in party_keys.into_iter().enumerate() {
             if keys.is_empty() {

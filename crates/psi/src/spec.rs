@@ -433,6 +433,16 @@ device_type_column = "dev_type"
         );
     }
 
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../../docs/collaboration-spec.md");
+        let start = doc.find("```toml").expect("a toml block") + "```toml".len();
+        let end = start + doc[start..].find("```").expect("its end");
+        let c = Collaboration::parse(&doc[start..end]).unwrap();
+        assert_eq!(c.id(), "aurora-2026h1");
+        assert_eq!(c.parties()[0].tables[0].timestamps, vec!["ts".to_string()]);
+    }
+
     fn err(text: &str) -> String {
         Collaboration::parse(text).unwrap_err().to_string()
     }
