@@ -348,9 +348,18 @@ fn is_zero(s: &str) -> bool {
 
 fn device(kind: DeviceType, value: &str) -> Result<String, Reject> {
     let t = value.trim();
+    // Zeros are checked on the canonical form too: separators may hide them.
     if is_zero(t) {
         return Err(Reject::DeviceZero);
     }
+    let canonical = device_shape(kind, t)?;
+    if is_zero(&canonical) {
+        return Err(Reject::DeviceZero);
+    }
+    Ok(canonical)
+}
+
+fn device_shape(kind: DeviceType, t: &str) -> Result<String, Reject> {
     match kind {
         DeviceType::Imei => {
             let v = t.to_ascii_lowercase();
@@ -467,6 +476,8 @@ mod tests {
             Reject::DeviceSyntax
         );
         assert_eq!(rej(DeviceType::Imei, "8612345"), Reject::DeviceSyntax);
+        // Found by the normalize fuzz target: separators hid an all-zero MAC.
+        assert_eq!(rej(DeviceType::Mac, "000......000000000"), Reject::DeviceZero);
     }
 
     #[test]
