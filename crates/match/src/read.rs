@@ -31,76 +31,53 @@ pub(crate) struct ColumnReader {
 impl ColumnReader {
     /// Opens `path` (`.csv` with a header line, or `.parquet`) for `columns`.
     pub(crate) fn open(path: &Path, columns: &[String]) -> Result<Self> {
-        let io = |e: std::io::Error| Error::Io {
+        let input = |message: String| Error::Input {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = File::open(path).map_err(|e| Error::Io {
             path: path.to_path_buf(),
             source: e,
-        };
-        let file = File::open(path).map_err(io)?;
+        })?;
         let is_csv = path.extension().is_some_and(|e| e == "csv");
-        let (names, inner, positions): (
-            Vec<String>,
-            Box<dyn Iterator<Item = _> + Send>,
-            Vec<usize>,
-        ) = if is_csv {
+        let (inner, positions): (Box<dyn Iterator<Item = _> + Send>, Vec<usize>) = if is_csv {
             let header = csv::Reader::from_path(path)
                 .and_then(|mut r| r.headers().cloned())
-                .map_err(|e| Error::Input {
-                    path: path.to_path_buf(),
-                    message: format!("cannot read the header line: {e}"),
-                })?;
+                .map_err(|e| input(format!("cannot read the header line: {e}")))?;
             let names: Vec<String> = header.iter().map(str::to_string).collect();
-            let indices = find(path, &names, columns)?;
+            let (projection, positions) = project(path, &names, columns)?;
+            // Every column as text: identifiers are compared as written.
             let schema = Arc::new(Schema::new(
                 names
                     .iter()
                     .map(|n| Field::new(n, DataType::Utf8, true))
                     .collect::<Vec<_>>(),
             ));
-            let mut projection = indices.clone();
-            projection.sort_unstable();
-            projection.dedup();
-            let positions = indices
-                .iter()
-                .map(|i| projection.iter().position(|p| p == i).unwrap_or(0))
-                .collect();
             let reader = arrow::csv::ReaderBuilder::new(schema)
                 .with_header(true)
                 .with_batch_size(BATCH_ROWS)
                 .with_projection(projection)
                 .build(file)
-                .map_err(|e| Error::Input {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-            (names, Box::new(reader), positions)
+                .map_err(|e| input(e.to_string()))?;
+            (Box::new(reader), positions)
         } else {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Input {
-                    path: path.to_path_buf(),
-                    message: format!("not a readable Parquet file: {e}"),
-                })?;
-            let schema = builder.schema().clone();
-            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let indices = find(path, &names, columns)?;
-            let mut projection = indices.clone();
-            projection.sort_unstable();
-            projection.dedup();
-            let positions = indices
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| input(format!("not a readable Parquet file: {e}")))?;
+            let names: Vec<String> = builder
+                .schema()
+                .fields()
                 .iter()
-                .map(|i| projection.iter().position(|p| p == i).unwrap_or(0))
+                .map(|f| f.name().clone())
                 .collect();
+            let (projection, positions) = project(path, &names, columns)?;
             let mask = ProjectionMask::roots(builder.parquet_schema(), projection);
             let reader = builder
                 .with_projection(mask)
                 .with_batch_size(BATCH_ROWS)
                 .build()
-                .map_err(|e| Error::Input {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-            (names, Box::new(reader), positions)
+                .map_err(|e| input(e.to_string()))?;
+            (Box::new(reader), positions)
         };
-        let _ = names;
         Ok(Self {
             path: path.to_path_buf(),
             inner,
@@ -137,6 +114,20 @@ impl ColumnReader {
     }
 }
 
+/// The file columns to read (sorted, once each) and, for every wanted column, its
+/// position among them.
+fn project(path: &Path, names: &[String], wanted: &[String]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let indices = find(path, names, wanted)?;
+    let mut projection = indices.clone();
+    projection.sort_unstable();
+    projection.dedup();
+    let positions = indices
+        .iter()
+        .map(|i| projection.iter().position(|p| p == i).unwrap_or(0))
+        .collect();
+    Ok((projection, positions))
+}
+
 fn find(path: &Path, names: &[String], wanted: &[String]) -> Result<Vec<usize>> {
     wanted
         .iter()
@@ -164,7 +155,7 @@ fn to_strings(a: &ArrayRef) -> Result<StringArray> {
         .ok_or_else(|| Error::Internal("cast to Utf8 did not give a StringArray".into()))
 }
 
-/// Turns `Array::is_null` and empty strings alike into `None`.
+/// A cell's text, or `None` where it is null.
 pub(crate) fn cell(a: &StringArray, row: usize) -> Option<&str> {
     if a.is_null(row) {
         None

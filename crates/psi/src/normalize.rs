@@ -477,7 +477,10 @@ mod tests {
         );
         assert_eq!(rej(DeviceType::Imei, "8612345"), Reject::DeviceSyntax);
         // Found by the normalize fuzz target: separators hid an all-zero MAC.
-        assert_eq!(rej(DeviceType::Mac, "000......000000000"), Reject::DeviceZero);
+        assert_eq!(
+            rej(DeviceType::Mac, "000......000000000"),
+            Reject::DeviceZero
+        );
     }
 
     #[test]

@@ -98,18 +98,15 @@ pub struct Pending {
 /// One party's side of the protocol for one collaboration.
 #[derive(Debug)]
 pub struct Party {
-    key: SecretKey,
-    /// `key / 2`: points blinded with it are encoded with the batch doubling encoder.
+    /// The key halved (`k / 2`): points blinded with it and encoded with the batch
+    /// doubling encoder come out as `k · P`. The key itself is dropped (zeroised).
     half: SecretKey,
 }
 
 impl Party {
     /// A party with its secret key for the collaboration.
     pub fn new(key: SecretKey) -> Self {
-        Self {
-            half: key.halved(),
-            key,
-        }
+        Self { half: key.halved() }
     }
 
     /// Starts a batch of the party's own values: hash to the group, blind, shuffle.
@@ -170,11 +167,6 @@ impl Party {
             keys[row as usize] = group::join_key(p);
         }
         Ok(keys)
-    }
-
-    /// This party's key, for the plain curve-operation ceiling in benchmarks.
-    pub fn key(&self) -> &SecretKey {
-        &self.key
     }
 }
 

@@ -150,7 +150,8 @@ pub enum DeviceKinds {
 pub struct Identifier {
     /// The column.
     pub column: String,
-    /// Its family: phone, email, device (any type) or opaque; for devices see `devices`.
+    /// Its type. For a device column whose rows name their own type
+    /// (`DeviceKinds::Column`) only the family is meaningful; `devices` says which.
     pub id_type: IdType,
     /// For device columns, which device types its rows are.
     pub devices: Option<DeviceKinds>,

@@ -342,8 +342,3 @@ fn publish(staging: &Path, out: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// The `party/table` names a world has, in the order they are written.
-pub fn table_names() -> Vec<&'static str> {
-    Table::ALL.iter().map(|t| t.name()).collect()
-}
