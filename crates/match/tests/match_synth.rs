@@ -137,6 +137,17 @@ fn bad_input_is_reported_with_file_line_and_column() {
         "{err}"
     );
 
+    // A file that is not Parquet at all.
+    std::fs::write(&spec_path, &spec).unwrap();
+    std::fs::write(dir.join("brand/crm.parquet"), b"PAR1 not really").unwrap();
+    let err = jingteng_match::run(&spec_path, &|_: &str, _: u64| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("brand/crm.parquet") && err.contains("Parquet"),
+        "{err}"
+    );
+
     // A spec mistake names where it is.
     std::fs::write(
         &spec_path,
