@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod matching;
+mod node;
 mod synth;
 
 /// Jingteng: an open, self-hostable marketing data clean room.
@@ -42,6 +43,15 @@ enum Command {
     /// valid, rejected (by reason) and ambiguous values; per set of parties the people
     /// matched, overall and per identifier type. See docs/matching.md.
     Match(MatchArgs),
+    /// Create a node's data directory: identity, TLS certificate, empty catalog.
+    ///
+    /// Writes DIR/node.toml (no secrets), DIR/catalog.sqlite, DIR/tls/cert.pem and, in
+    /// DIR/secrets/ (mode 0700), the Ed25519 signing key and TLS private key (mode 0600).
+    /// Refuses a directory that is not empty.
+    Init(InitArgs),
+    /// The node's audit log: every import, match, query, audience and export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -53,6 +63,38 @@ struct MatchArgs {
     #[arg(long, value_name = "FILE")]
     spec: PathBuf,
     /// Print the report as JSON; its `overlap` object is keyed like truth.json's.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The party this node is (lower-case letters, digits, _), e.g. retail.
+    #[arg(long)]
+    party: String,
+    /// The data directory to create.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Print what was made as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log; exits 1 and names the first entry that
+    /// was changed or removed.
+    Verify(AuditArgs),
+    /// Print the audit log.
+    Log(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Print JSON.
     #[arg(long)]
     json: bool,
 }
@@ -106,6 +148,9 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Match(args) => matching::run(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
+        Command::Init(args) => node::init(args),
+        Command::Audit(AuditCommand::Verify(args)) => node::audit_verify(args),
+        Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,3 +64,26 @@ fn mistakes_exit_non_zero_with_a_message() {
     let o = jingteng(&["match"]);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
 }
+
+#[test]
+fn audit_verify_names_an_edited_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("retail");
+    let d = dir.to_str().unwrap();
+    let o = jingteng(&["init", "--party", "retail", "--dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = jingteng(&["audit", "verify", "--dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 entries"));
+
+    // Someone with the file and a SQLite shell edits the entry.
+    let conn = rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'mallory' WHERE seq = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let o = jingteng(&["audit", "verify", "--dir", d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("broken at entry 1"), "{}", stderr(&o));
+}

@@ -1,0 +1,461 @@
+//! A Jingteng node's catalog: `DATA_DIR/catalog.sqlite`.
+//!
+//! - Numbered migrations, applied in order inside a transaction, tracked by SQLite's
+//!   `user_version`; the database runs in WAL mode.
+//! - Datasets and their versions: every import adds a version, none is overwritten.
+//! - Jobs with states, for long work that must survive a restart.
+//! - The **audit log**: append-only and hash-chained. Every entry's hash covers its
+//!   content and the previous entry's hash, and the latest hash is also kept apart in
+//!   `meta`, so changing, removing or reordering any entry is detected by [`Catalog::verify_audit`],
+//!   which names the first entry that does not hold.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Errors of the catalog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database could not be opened, read or written.
+    #[error("catalog: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The catalog was written by a newer Jingteng.
+    #[error(
+        "catalog schema version {found} is newer than this jingteng knows ({known}); upgrade jingteng"
+    )]
+    TooNew {
+        /// Version in the file.
+        found: u32,
+        /// Newest version this build knows.
+        known: u32,
+    },
+    /// The audit chain does not hold.
+    #[error("audit log broken at entry {seq}: {reason}")]
+    AuditBroken {
+        /// The first entry that does not hold.
+        seq: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A bug.
+    #[error("internal error (this is a bug): {0}")]
+    Internal(String),
+}
+
+/// Result of this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Schema migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
+/// Never edit one that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE datasets (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE dataset_versions (
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+    version     INTEGER NOT NULL,
+    path        TEXT NOT NULL,
+    rows        INTEGER NOT NULL,
+    schema_json TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (dataset_id, version)
+);
+CREATE TABLE collaborations (
+    id         TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    collaboration TEXT,
+    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'retrying', 'done', 'failed')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    progress      TEXT NOT NULL DEFAULT '{}',
+    error         TEXT,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq       INTEGER PRIMARY KEY,
+    ts_ms     INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    details   TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+/// The hash before the first entry.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An open catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Connection,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// When, in Unix milliseconds.
+    pub ts_ms: i64,
+    /// Who acted (a party, an analyst).
+    pub actor: String,
+    /// What kind of thing happened: `import`, `match`, `query`, `audience`, `export`, ….
+    pub action: String,
+    /// What it happened to (a dataset, a collaboration).
+    pub subject: String,
+    /// Details as JSON: counts, sizes and ids — never identifiers or rows.
+    pub details: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// A dataset version as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetVersion {
+    /// Dataset name (`social/users`).
+    pub name: String,
+    /// Version, from 1.
+    pub version: i64,
+    /// Where its data is, relative to the node's data directory.
+    pub path: String,
+    /// Rows.
+    pub rows: i64,
+    /// Its schema, as JSON.
+    pub schema_json: String,
+    /// The file it was imported from.
+    pub source: String,
+    /// SHA-256 of the stored data.
+    pub sha256: String,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The chained hash of an entry: SHA-256 over its fields, each length-prefixed.
+fn entry_hash(
+    seq: i64,
+    ts_ms: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &str,
+    prev: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"jingteng-audit-v1");
+    for part in [
+        seq.to_string().as_bytes(),
+        ts_ms.to_string().as_bytes(),
+        actor.as_bytes(),
+        action.as_bytes(),
+        subject.as_bytes(),
+        details.as_bytes(),
+        prev.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory catalog (tests).
+    pub fn in_memory() -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as u32;
+        if version > known {
+            return Err(Error::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as u32 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn })
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Appends an audit entry and returns it.
+    pub fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<AuditEntry> {
+        let tx = self.conn.transaction()?;
+        let entry = append(&tx, actor, action, subject, details)?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Every audit entry, in order.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, ts_ms, actor, action, subject, details, prev_hash, hash FROM audit_log ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                ts_ms: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                subject: r.get(4)?,
+                details: r.get(5)?,
+                prev_hash: r.get(6)?,
+                hash: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Checks the whole audit chain; returns the number of entries, or names the first
+    /// entry that does not hold.
+    pub fn verify_audit(&self) -> Result<u64> {
+        let entries = self.audit_entries()?;
+        let mut prev = GENESIS.to_string();
+        for (i, e) in entries.iter().enumerate() {
+            let expected_seq = i as i64 + 1;
+            if e.seq != expected_seq {
+                return Err(Error::AuditBroken {
+                    seq: expected_seq,
+                    reason: format!("missing: the next entry present is {}", e.seq),
+                });
+            }
+            if e.prev_hash != prev {
+                return Err(Error::AuditBroken {
+                    seq: e.seq,
+                    reason: "does not follow the entry before it (previous hash differs)".into(),
+                });
+            }
+            let h = entry_hash(
+                e.seq,
+                e.ts_ms,
+                &e.actor,
+                &e.action,
+                &e.subject,
+                &e.details,
+                &e.prev_hash,
+            );
+            if h != e.hash {
+                return Err(Error::AuditBroken {
+                    seq: e.seq,
+                    reason: format!("its content was changed ({} {})", e.action, e.subject),
+                });
+            }
+            prev = e.hash.clone();
+        }
+        let head: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let expected_head = head.unwrap_or_else(|| format!("0:{GENESIS}"));
+        let actual_head = format!("{}:{prev}", entries.len());
+        if expected_head != actual_head {
+            let seq = expected_head
+                .split(':')
+                .next()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0);
+            return Err(Error::AuditBroken {
+                seq,
+                reason: format!(
+                    "the log ends at entry {} but entry {seq} was its last: entries were removed from the end",
+                    entries.len()
+                ),
+            });
+        }
+        Ok(entries.len() as u64)
+    }
+
+    /// Records a new version of a dataset (creating the dataset on its first version)
+    /// and audits the import, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_dataset_version(
+        &mut self,
+        actor: &str,
+        name: &str,
+        path: &str,
+        rows: i64,
+        schema_json: &str,
+        source: &str,
+        sha256: &str,
+    ) -> Result<DatasetVersion> {
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO datasets (name, created_ms) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, now],
+        )?;
+        let id: i64 = tx.query_row("SELECT id FROM datasets WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?;
+        let version: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO dataset_versions (dataset_id, version, path, rows, schema_json, source, sha256, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![id, version, path, rows, schema_json, source, sha256, now],
+        )?;
+        append(
+            &tx,
+            actor,
+            "import",
+            name,
+            &serde_json::json!({"version": version, "rows": rows, "sha256": sha256}),
+        )?;
+        tx.commit()?;
+        Ok(DatasetVersion {
+            name: name.to_string(),
+            version,
+            path: path.to_string(),
+            rows,
+            schema_json: schema_json.to_string(),
+            source: source.to_string(),
+            sha256: sha256.to_string(),
+        })
+    }
+
+    /// The latest version of every dataset, by name.
+    pub fn datasets(&self) -> Result<Vec<DatasetVersion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.name, v.version, v.path, v.rows, v.schema_json, v.source, v.sha256
+             FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id
+             WHERE v.version = (SELECT MAX(version) FROM dataset_versions WHERE dataset_id = d.id)
+             ORDER BY d.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DatasetVersion {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                path: r.get(2)?,
+                rows: r.get(3)?,
+                schema_json: r.get(4)?,
+                source: r.get(5)?,
+                sha256: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Sets a metadata value (node name and the like; never secrets).
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        if key == "audit_head" {
+            return Err(Error::Internal(
+                "audit_head is kept by the audit log".into(),
+            ));
+        }
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+/// Appends an entry within a transaction: chained to the current head, which moves.
+fn append(
+    tx: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &serde_json::Value,
+) -> Result<AuditEntry> {
+    let (last_seq, prev): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string()));
+    let seq = last_seq + 1;
+    let ts_ms = now_ms();
+    let details = serde_json::to_string(details).map_err(|e| Error::Internal(e.to_string()))?;
+    let hash = entry_hash(seq, ts_ms, actor, action, subject, &details, &prev);
+    tx.execute(
+        "INSERT INTO audit_log (seq, ts_ms, actor, action, subject, details, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![seq, ts_ms, actor, action, subject, details, prev, hash],
+    )?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('audit_head', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [format!("{seq}:{hash}")],
+    )?;
+    Ok(AuditEntry {
+        seq,
+        ts_ms,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        subject: subject.to_string(),
+        details,
+        prev_hash: prev,
+        hash,
+    })
+}

@@ -1,0 +1,118 @@
+//! The audit chain detects every change, removal or reordering of an entry and names it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use jingteng_catalog::{Catalog, Error};
+use rusqlite::Connection;
+use serde_json::json;
+
+fn catalog_with_entries(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("catalog.sqlite");
+    let mut c = Catalog::open(&path).unwrap();
+    for i in 0..n {
+        c.audit("retail", "query", &format!("q{i}"), &json!({"rows": i}))
+            .unwrap();
+    }
+    assert_eq!(c.verify_audit().unwrap(), n as u64);
+    (tmp, path)
+}
+
+/// What someone with the database file and the sqlite3 shell could do.
+fn tamper(path: &std::path::Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
+        .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+fn broken_at(path: &std::path::Path) -> (i64, String) {
+    match Catalog::open(path).unwrap().verify_audit() {
+        Err(Error::AuditBroken { seq, reason }) => (seq, reason),
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_edited_entry_is_named() {
+    let (_tmp, path) = catalog_with_entries(5);
+    tamper(
+        &path,
+        "UPDATE audit_log SET details = '{\"rows\":999}' WHERE seq = 3",
+    );
+    let (seq, reason) = broken_at(&path);
+    assert_eq!(seq, 3);
+    assert!(reason.contains("changed"), "{reason}");
+}
+
+#[test]
+fn a_re_hashed_edit_breaks_the_next_link() {
+    // Recomputing the edited entry's hash is not enough: the next entry no longer follows.
+    let (_tmp, path) = catalog_with_entries(5);
+    tamper(&path, "UPDATE audit_log SET hash = 'f00d' WHERE seq = 2");
+    let (seq, _) = broken_at(&path);
+    assert_eq!(seq, 2);
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let (_tmp, path) = catalog_with_entries(5);
+    tamper(&path, "DELETE FROM audit_log WHERE seq = 4");
+    let (seq, reason) = broken_at(&path);
+    assert_eq!(seq, 4);
+    assert!(reason.contains("missing"), "{reason}");
+}
+
+#[test]
+fn a_deleted_last_entry_is_named() {
+    let (_tmp, path) = catalog_with_entries(5);
+    tamper(&path, "DELETE FROM audit_log WHERE seq = 5");
+    let (seq, reason) = broken_at(&path);
+    assert_eq!(seq, 5);
+    assert!(reason.contains("removed"), "{reason}");
+}
+
+#[test]
+fn the_log_refuses_updates_through_sql() {
+    let (_tmp, path) = catalog_with_entries(2);
+    let conn = Connection::open(&path).unwrap();
+    let err = conn
+        .execute("UPDATE audit_log SET actor = 'x' WHERE seq = 1", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+}
+
+#[test]
+fn dataset_versions_are_kept_and_audited() {
+    let mut c = Catalog::in_memory().unwrap();
+    let v1 = c
+        .add_dataset_version(
+            "retail",
+            "retail/users",
+            "tables/retail/users/v1.parquet",
+            10,
+            "{}",
+            "users.csv",
+            "ab",
+        )
+        .unwrap();
+    let v2 = c
+        .add_dataset_version(
+            "retail",
+            "retail/users",
+            "tables/retail/users/v2.parquet",
+            12,
+            "{}",
+            "users.csv",
+            "cd",
+        )
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(c.datasets().unwrap(), vec![v2]);
+    let audit = c.audit_entries().unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[1].action, "import");
+    assert_eq!(c.verify_audit().unwrap(), 2);
+    assert_eq!(c.schema_version().unwrap(), 1);
+}

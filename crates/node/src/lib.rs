@@ -1,0 +1,334 @@
+//! A Jingteng node's home: its data directory, its identity and its secrets.
+//!
+//! `jingteng init` lays out a data directory:
+//!
+//! ```text
+//! DIR/node.toml            configuration: party name, listen address, file locations,
+//!                          the public signing key (no secrets, ever)
+//! DIR/catalog.sqlite       the catalog and audit log (jingteng-catalog)
+//! DIR/tables/              imported tables (Parquet, versioned)
+//! DIR/tls/cert.pem         the node's self-signed TLS certificate (public)
+//! DIR/secrets/             mode 0700
+//!     signing.key          Ed25519 signing key (hex), mode 0600
+//!     tls.key.pem          TLS private key, mode 0600
+//! ```
+//!
+//! Secrets are read only from those files (refused when group or others can read them)
+//! or from the environment (`JINGTENG_SIGNING_KEY`), held zeroised, and never printed.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use jingteng_catalog::Catalog;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Errors of node set-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be used.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A secret file that others can read.
+    #[error("{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    SecretExposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The catalog refused.
+    #[error(transparent)]
+    Catalog(#[from] jingteng_catalog::Error),
+    /// A bug.
+    #[error("internal error (this is a bug): {0}")]
+    Internal(String),
+}
+
+/// Result of this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// `node.toml`. Paths are relative to the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The party this node is (`social`, `retail`, …).
+    pub party: String,
+    /// Address the node-to-node API listens on. Default: loopback only, so nothing is
+    /// exposed until an operator decides to.
+    pub listen: String,
+    /// The public half of the node's Ed25519 signing key (hex): members pin it when they
+    /// sign a collaboration contract.
+    pub public_key: String,
+    /// The catalog database.
+    pub catalog: String,
+    /// Where imported tables live.
+    pub tables: String,
+    /// The node's TLS certificate (PEM).
+    pub tls_cert: String,
+    /// The TLS private key (PEM, a secret file).
+    pub tls_key: String,
+    /// The Ed25519 signing key (hex, a secret file); `JINGTENG_SIGNING_KEY` overrides it.
+    pub signing_key: String,
+}
+
+/// What `init` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Initialised {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The configuration written.
+    pub config: NodeConfig,
+    /// SHA-256 of the certificate's DER, hex: what peers pin.
+    pub cert_sha256: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a secret file readable by its owner only, failing if it exists.
+fn write_secret(path: &Path, content: &[u8]) -> Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| file_err(path, e))?;
+    f.write_all(content).map_err(|e| file_err(path, e))?;
+    f.sync_all().map_err(|e| file_err(path, e))
+}
+
+/// Reads a secret file, refusing one that group or others can read.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|e| file_err(path, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::SecretExposed {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
+        }
+    }
+    Ok(Zeroizing::new(
+        fs::read(path).map_err(|e| file_err(path, e))?,
+    ))
+}
+
+/// Creates a node's data directory for `party` at `dir`. The directory appears only
+/// when complete (it is built beside it and renamed into place); an existing node is
+/// never overwritten.
+pub fn init(dir: &Path, party: &str) -> Result<Initialised> {
+    let name_ok = !party.is_empty()
+        && party
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(Error::File {
+            path: dir.to_path_buf(),
+            message: format!("party name {party:?}: use lower-case letters, digits and _"),
+        });
+    }
+    if dir.exists()
+        && fs::read_dir(dir)
+            .map_err(|e| file_err(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::File {
+            path: dir.to_path_buf(),
+            message: "exists and is not empty; a node is never initialised over existing files"
+                .into(),
+        });
+    }
+    let name = dir
+        .file_name()
+        .ok_or_else(|| file_err(dir, "has no directory name"))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staging = parent.join(format!(".{name}.init"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))?;
+    }
+    let result = build(&staging, party);
+    match result {
+        Ok((config, cert_sha256)) => {
+            if dir.exists() {
+                fs::remove_dir(dir).map_err(|e| file_err(dir, e))?;
+            }
+            fs::rename(&staging, dir).map_err(|e| file_err(dir, e))?;
+            Ok(Initialised {
+                dir: dir.to_path_buf(),
+                config,
+                cert_sha256,
+            })
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+fn build(dir: &Path, party: &str) -> Result<(NodeConfig, String)> {
+    for sub in ["tables", "tls", "secrets"] {
+        let p = dir.join(sub);
+        fs::create_dir_all(&p).map_err(|e| file_err(&p, e))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("secrets");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).map_err(|e| file_err(&p, e))?;
+    }
+
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng
+        .try_fill_bytes(seed.as_mut())
+        .map_err(|e| Error::Internal(format!("the operating system's RNG failed: {e}")))?;
+    let signing = SigningKey::from_bytes(&seed);
+    let public_key = hex(signing.verifying_key().as_bytes());
+    write_secret(
+        &dir.join("secrets/signing.key"),
+        Zeroizing::new(hex(seed.as_ref())).as_bytes(),
+    )?;
+
+    let key_pair = rcgen::KeyPair::generate().map_err(|e| Error::Internal(e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![party.to_string(), "localhost".to_string()])
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("jingteng node {party}"));
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let cert_path = dir.join("tls/cert.pem");
+    fs::write(&cert_path, cert.pem()).map_err(|e| file_err(&cert_path, e))?;
+    write_secret(
+        &dir.join("secrets/tls.key.pem"),
+        Zeroizing::new(key_pair.serialize_pem()).as_bytes(),
+    )?;
+    let cert_sha256 = hex(&Sha256::digest(cert.der()));
+
+    let config = NodeConfig {
+        party: party.to_string(),
+        listen: "127.0.0.1:7443".into(),
+        public_key: public_key.clone(),
+        catalog: "catalog.sqlite".into(),
+        tables: "tables".into(),
+        tls_cert: "tls/cert.pem".into(),
+        tls_key: "secrets/tls.key.pem".into(),
+        signing_key: "secrets/signing.key".into(),
+    };
+    let text = format!(
+        "# Jingteng node configuration. No secrets here: keys live in secrets/ (mode 0600).\n{}",
+        toml::to_string(&config).map_err(|e| Error::Internal(e.to_string()))?
+    );
+    let cfg_path = dir.join("node.toml");
+    fs::write(&cfg_path, text).map_err(|e| file_err(&cfg_path, e))?;
+
+    let mut catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
+    catalog.set_meta("party", party)?;
+    catalog.audit(
+        party,
+        "init",
+        party,
+        &serde_json::json!({"public_key": public_key, "cert_sha256": cert_sha256}),
+    )?;
+    Ok((config, cert_sha256))
+}
+
+/// An initialised node's directory.
+#[derive(Debug)]
+pub struct NodeDir {
+    dir: PathBuf,
+    config: NodeConfig,
+}
+
+impl NodeDir {
+    /// Opens a data directory made by [`init`].
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("node.toml");
+        let text = fs::read_to_string(&path).map_err(|e| Error::File {
+            path: path.clone(),
+            message: format!("{e} (is this a node directory made by `jingteng init`?)"),
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|e| file_err(&path, e))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Opens the catalog.
+    pub fn catalog(&self) -> Result<Catalog> {
+        Ok(Catalog::open(&self.dir.join(&self.config.catalog))?)
+    }
+
+    /// The node's signing key: from `JINGTENG_SIGNING_KEY` (hex) if set, else from its
+    /// secret file; checked against the public key in `node.toml`.
+    pub fn signing_key(&self) -> Result<SigningKey> {
+        let path = self.dir.join(&self.config.signing_key);
+        let text = match std::env::var("JINGTENG_SIGNING_KEY") {
+            Ok(v) => Zeroizing::new(v.into_bytes()),
+            Err(_) => read_secret(&path)?,
+        };
+        let text = std::str::from_utf8(&text).map_err(|_| file_err(&path, "not a hex key"))?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        let t = text.trim().as_bytes();
+        if t.len() != 64 {
+            return Err(file_err(&path, "not a 32-byte hex key"));
+        }
+        for (i, pair) in t.chunks_exact(2).enumerate() {
+            let s = std::str::from_utf8(pair).map_err(|_| file_err(&path, "not a hex key"))?;
+            seed[i] = u8::from_str_radix(s, 16).map_err(|_| file_err(&path, "not a hex key"))?;
+        }
+        let key = SigningKey::from_bytes(&seed);
+        if hex(key.verifying_key().as_bytes()) != self.config.public_key {
+            return Err(file_err(
+                &path,
+                "this signing key does not match the public_key in node.toml",
+            ));
+        }
+        Ok(key)
+    }
+}
