@@ -49,6 +49,14 @@ enum Command {
     /// DIR/secrets/ (mode 0700), the Ed25519 signing key and TLS private key (mode 0600).
     /// Refuses a directory that is not empty.
     Init(InitArgs),
+    /// Import a CSV or Parquet file as a new version of one of this node's tables.
+    ///
+    /// The collaboration spec names the table, its file and its columns' roles; roles
+    /// give types (record id, identifiers and dimensions are text, measures whole
+    /// numbers, timestamps RFC 3339 instants). Columns the spec does not list are not
+    /// imported. A bad value is reported with file, line and column, and a failed import
+    /// leaves nothing behind; every import is a new version and is audited.
+    Import(ImportArgs),
     /// The node's audit log: every import, match, query, audience and export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -76,6 +84,25 @@ struct InitArgs {
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
     /// Print what was made as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The collaboration spec that describes the table.
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// The table, as the spec names it for this node's party (e.g. users, orders).
+    #[arg(long)]
+    table: String,
+    /// The file to import (default: the table's path in the spec).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Print what was imported as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -149,6 +176,7 @@ fn main() -> ExitCode {
         Command::Match(args) => matching::run(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
         Command::Init(args) => node::init(args),
+        Command::Import(args) => node::import(args),
         Command::Audit(AuditCommand::Verify(args)) => node::audit_verify(args),
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
     };

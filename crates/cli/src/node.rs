@@ -3,7 +3,7 @@
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_node::NodeDir;
 
-use crate::{AuditArgs, InitArgs};
+use crate::{AuditArgs, ImportArgs, InitArgs};
 
 pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let made = jingteng_node::init(&args.dir, &args.party)?;
@@ -29,6 +29,26 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         "  secrets               {}/secrets/ (mode 0700, never share)",
         made.dir.display()
     );
+    Ok(())
+}
+
+pub(crate) fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let node = NodeDir::open(&args.dir)?;
+    let made = jingteng_node::import(&node, &args.spec, &args.table, args.file.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&made)?);
+        return Ok(());
+    }
+    println!(
+        "Imported {} version {}: {} rows into {}",
+        made.dataset, made.version, made.rows, made.path
+    );
+    let cols: Vec<String> = made
+        .columns
+        .iter()
+        .map(|(c, t)| format!("{c} ({t})"))
+        .collect();
+    println!("  columns: {}", cols.join(", "));
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 
 pub mod bench;
 mod pipeline;
-mod read;
+pub mod read;
 mod report;
 
 use std::path::{Path, PathBuf};

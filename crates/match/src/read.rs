@@ -1,5 +1,5 @@
-//! Reading a party's identity table: only the columns matching needs, as text, in
-//! Arrow batches, from CSV or Parquet.
+//! Reading a party's table: only the columns needed, as text, in
+//! Arrow batches, from CSV or Parquet (matching and import both read this way).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,10 +14,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::{Error, Result};
 
 /// Rows per batch read and processed together.
-pub(crate) const BATCH_ROWS: usize = 8_192;
+pub const BATCH_ROWS: usize = 8_192;
 
 /// Batches of the requested columns, as `StringArray`s in the requested order.
-pub(crate) struct ColumnReader {
+pub struct ColumnReader {
     path: PathBuf,
     inner:
         Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + Send>,
@@ -30,7 +30,7 @@ pub(crate) struct ColumnReader {
 
 impl ColumnReader {
     /// Opens `path` (`.csv` with a header line, or `.parquet`) for `columns`.
-    pub(crate) fn open(path: &Path, columns: &[String]) -> Result<Self> {
+    pub fn open(path: &Path, columns: &[String]) -> Result<Self> {
         let input = |message: String| Error::Input {
             path: path.to_path_buf(),
             message,
@@ -88,7 +88,7 @@ impl ColumnReader {
     }
 
     /// The next batch: one `StringArray` per requested column.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<Vec<StringArray>>> {
+    pub fn next_batch(&mut self) -> Result<Option<Vec<StringArray>>> {
         let Some(batch) = self.inner.next() else {
             return Ok(None);
         };
@@ -156,7 +156,7 @@ fn to_strings(a: &ArrayRef) -> Result<StringArray> {
 }
 
 /// A cell's text, or `None` where it is null.
-pub(crate) fn cell(a: &StringArray, row: usize) -> Option<&str> {
+pub fn cell(a: &StringArray, row: usize) -> Option<&str> {
     if a.is_null(row) {
         None
     } else {

@@ -16,6 +16,10 @@
 //! Secrets are read only from those files (refused when group or others can read them)
 //! or from the environment (`JINGTENG_SIGNING_KEY`), held zeroised, and never printed.
 
+mod import;
+
+pub use import::{Imported, import};
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -292,6 +296,11 @@ impl NodeDir {
             dir: dir.to_path_buf(),
             config,
         })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The configuration.
