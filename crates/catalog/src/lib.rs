@@ -395,6 +395,26 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Stores a collaboration's contract (JSON) and state, replacing an earlier one with
+    /// the same id.
+    pub fn put_collaboration(&mut self, id: &str, contract: &str, state: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO collaborations (id, spec, state, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, state = excluded.state",
+            params![id, contract, state, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every collaboration: (id, contract JSON, state).
+    pub fn collaborations(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, spec, state FROM collaborations ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Sets a metadata value (node name and the like; never secrets).
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         if key == "audit_head" {

@@ -57,6 +57,14 @@ enum Command {
     /// imported. A bad value is reported with file, line and column, and a failed import
     /// leaves nothing behind; every import is a new version and is audited.
     Import(ImportArgs),
+    /// Run the node: the node-to-node API over mutual TLS until Ctrl-C or SIGTERM.
+    ///
+    /// Listens on node.toml's `listen` address (loopback by default) and accepts only
+    /// peers whose certificate an active (fully signed) contract in the catalog pins.
+    Serve(ServeArgs),
+    /// Collaboration contracts: publish this node's card, propose, sign, check.
+    #[command(subcommand)]
+    Collab(CollabCommand),
     /// The node's audit log: every import, match, query, audience and export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -103,6 +111,62 @@ struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
     /// Print what was imported as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum CollabCommand {
+    /// Print this node's member card (party, public key, pinned certificate, endpoint)
+    /// as JSON, to hand to the proposer.
+    Card(NodeArg),
+    /// Propose a contract for a spec with the other members' cards; signs it as this node.
+    Propose(ProposeArgs),
+    /// Check a contract and sign it as this node; records it in the catalog.
+    Sign(ContractArgs),
+    /// Show who has signed a contract; exits 1 if a signature does not verify.
+    Status(ContractArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NodeArg {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProposeArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The collaboration spec.
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Another member's card (from `jingteng collab card`); repeat for each.
+    #[arg(long = "card", value_name = "FILE")]
+    cards: Vec<PathBuf>,
+    /// Where to write the contract.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct ContractArgs {
+    /// The node's data directory (for `status`, optional: records the contract there).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The contract file; `sign` adds this node's signature to it in place.
+    #[arg(long, value_name = "FILE")]
+    contract: PathBuf,
+    /// Print JSON.
     #[arg(long)]
     json: bool,
 }
@@ -177,6 +241,11 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
+        Command::Serve(args) => node::serve(args),
+        Command::Collab(CollabCommand::Card(args)) => node::collab_card(args),
+        Command::Collab(CollabCommand::Propose(args)) => node::collab_propose(args),
+        Command::Collab(CollabCommand::Sign(args)) => node::collab_sign(args),
+        Command::Collab(CollabCommand::Status(args)) => node::collab_status(args),
         Command::Audit(AuditCommand::Verify(args)) => node::audit_verify(args),
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
     };

@@ -1,9 +1,12 @@
 //! `jingteng init` and `jingteng audit …`.
 
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_node::NodeDir;
 
-use crate::{AuditArgs, ImportArgs, InitArgs};
+use jingteng_node::contract::{self, Contract, ContractStatus, MemberCard};
+
+use crate::{AuditArgs, ContractArgs, ImportArgs, InitArgs, NodeArg, ProposeArgs, ServeArgs};
 
 pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let made = jingteng_node::init(&args.dir, &args.party)?;
@@ -83,5 +86,138 @@ pub(crate) fn audit_log(args: AuditArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
+    Ok(())
+}
+
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let node = NodeDir::open(&args.dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let addr = node.config().listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr} (node.toml `listen`)"))?;
+        eprintln!(
+            "node {:?} serving API {} on https://{addr} (mutual TLS; Ctrl-C to stop)",
+            node.config().party,
+            jingteng_node::API_VERSION
+        );
+        jingteng_node::serve(&node, listener, shutdown_signal()).await?;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub(crate) fn collab_card(args: NodeArg) -> anyhow::Result<()> {
+    let card = contract::card(&NodeDir::open(&args.dir)?)?;
+    println!("{}", serde_json::to_string_pretty(&card)?);
+    Ok(())
+}
+
+pub(crate) fn collab_propose(args: ProposeArgs) -> anyhow::Result<()> {
+    let node = NodeDir::open(&args.dir)?;
+    let cards = args
+        .cards
+        .iter()
+        .map(|p| -> anyhow::Result<MemberCard> {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a member card", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let c = contract::propose(&node, &args.spec, cards)?;
+    c.write(&args.out)?;
+    let status = c.status()?;
+    println!(
+        "Proposed {} (contract {}), written to {}.",
+        status.collaboration,
+        &status.contract_sha256[..16],
+        args.out.display()
+    );
+    println!(
+        "Waiting for: {}. Each runs `jingteng collab sign --dir DIR --contract FILE`.",
+        status.pending.join(", ")
+    );
+    Ok(())
+}
+
+pub(crate) fn collab_sign(args: ContractArgs) -> anyhow::Result<()> {
+    let dir = args.dir.context("--dir: the node that signs")?;
+    let node = NodeDir::open(&dir)?;
+    let mut c = Contract::read(&args.contract)?;
+    let status = contract::sign(&node, &mut c)?;
+    c.write(&args.contract)?;
+    print_status(&status, args.json)
+}
+
+pub(crate) fn collab_status(args: ContractArgs) -> anyhow::Result<()> {
+    let c = Contract::read(&args.contract)?;
+    let status = c.status()?;
+    if let Some(dir) = &args.dir {
+        contract::record(
+            &NodeDir::open(dir)?,
+            &c,
+            &status,
+            if status.active { "activate" } else { "record" },
+        )?;
+    }
+    print_status(&status, args.json)
+}
+
+fn print_status(s: &ContractStatus, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "Collaboration {} (contract {})",
+        s.collaboration,
+        &s.contract_sha256[..16]
+    );
+    println!(
+        "  signed:  {}",
+        if s.signed.is_empty() {
+            "-".into()
+        } else {
+            s.signed.join(", ")
+        }
+    );
+    println!(
+        "  pending: {}",
+        if s.pending.is_empty() {
+            "-".into()
+        } else {
+            s.pending.join(", ")
+        }
+    );
+    println!(
+        "  {}",
+        if s.active {
+            "ACTIVE: every member has signed"
+        } else {
+            "not active: nothing runs until every member signs"
+        }
+    );
     Ok(())
 }

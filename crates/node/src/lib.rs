@@ -16,9 +16,13 @@
 //! Secrets are read only from those files (refused when group or others can read them)
 //! or from the environment (`JINGTENG_SIGNING_KEY`), held zeroised, and never printed.
 
+pub mod contract;
 mod import;
+mod server;
+mod tls;
 
 pub use import::{Imported, import};
+pub use server::{API_VERSION, get_from_peer, serve};
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -50,6 +54,17 @@ pub enum Error {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A contract that cannot be used (unsigned, tampered with, not ours).
+    #[error("contract: {0}")]
+    Contract(String),
+    /// A peer could not be reached or misbehaved.
+    #[error("peer {addr}: {message}")]
+    Peer {
+        /// Its address.
+        addr: String,
+        /// What happened.
+        message: String,
     },
     /// The catalog refused.
     #[error(transparent)]

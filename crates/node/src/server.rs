@@ -1,0 +1,242 @@
+//! `jingteng serve`: the node-to-node API over mutual TLS, and the client side of it.
+//!
+//! The server accepts only peers whose certificate a signed, active contract in its
+//! catalog lists (and its own), knows which party each connection is, and answers
+//! versioned endpoints under `/v1/`. Errors are `application/problem+json`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Extension;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls::ClientConfig;
+use rustls::ServerConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::contract::Contract;
+use crate::tls::{self, PinnedClients, PinnedServer};
+use crate::{Error, NodeDir, Result, file_err, read_secret};
+
+/// Media type of the node-to-node API, version 1.
+pub const API_VERSION: &str = "jingteng/v1";
+/// Largest response body a client reads from a peer (a peer cannot exhaust memory).
+const MAX_RESPONSE: usize = 16 << 20;
+
+/// The party on the other end of a connection, from its pinned certificate.
+#[derive(Debug, Clone)]
+struct Peer(String);
+
+#[derive(Debug, Clone)]
+struct AppState {
+    party: String,
+}
+
+/// Certificate SHA-256 → party, for this node and every member of its active contracts.
+fn pinned_members(node: &NodeDir) -> Result<BTreeMap<String, String>> {
+    let mut allowed = BTreeMap::new();
+    let own = crate::contract::card(node)?;
+    allowed.insert(own.cert_sha256, own.party);
+    for (_, text, state) in node.catalog()?.collaborations()? {
+        if state != "active" {
+            continue;
+        }
+        let contract: Contract = serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("stored contract unreadable: {e}")))?;
+        // Checked again: a contract in the catalog is trusted only if it still verifies.
+        if !contract.status()?.active {
+            continue;
+        }
+        for m in contract.body()?.members {
+            allowed.insert(m.cert_sha256, m.party);
+        }
+    }
+    Ok(allowed)
+}
+
+fn server_config(node: &NodeDir, allowed: BTreeMap<String, String>) -> Result<ServerConfig> {
+    let (cert, key) = identity(node)?;
+    ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(PinnedClients { allowed }))
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| Error::Internal(format!("TLS identity: {e}")))
+}
+
+fn identity(
+    node: &NodeDir,
+) -> Result<(
+    rustls_pki_types::CertificateDer<'static>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+)> {
+    let cert_path = node.dir().join(&node.config().tls_cert);
+    let pem = std::fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
+    let cert = tls::load_cert(&pem).map_err(|e| file_err(&cert_path, e))?;
+    let key_path = node.dir().join(&node.config().tls_key);
+    let key = tls::load_key(&read_secret(&key_path)?).map_err(|e| file_err(&key_path, e))?;
+    Ok((cert, key))
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/whoami", get(whoami))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "party": state.party,
+        "api": API_VERSION,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn whoami(Extension(peer): Extension<Peer>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "you": peer.0 }))
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint in API v1",
+    )
+}
+
+/// An `application/problem+json` response with a stable `type`.
+fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:jingteng:error:{code}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Serves the node on `listener` until `shutdown` completes, then stops accepting and
+/// gives open connections up to five seconds to finish.
+pub async fn serve(
+    node: &NodeDir,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let allowed = pinned_members(node)?;
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(node, allowed.clone())?));
+    let app = router(AppState {
+        party: node.config().party.clone(),
+    });
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, _addr)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                let allowed = allowed.clone();
+                connections.spawn(async move {
+                    // A failed handshake (an unknown certificate, a port scan) just ends
+                    // this connection.
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let peer = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| allowed.get(&tls::cert_sha256(c)).cloned());
+                    let Some(peer) = peer else { return };
+                    let service = TowerToHyperService::new(app.layer(Extension(Peer(peer))));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// A GET to a peer at `addr` whose certificate must hash to `cert_sha256`, as this node.
+/// Returns the status and body.
+pub async fn get_from_peer(
+    node: &NodeDir,
+    addr: &str,
+    cert_sha256: &str,
+    path: &str,
+) -> Result<(u16, Bytes)> {
+    let net = |e: String| Error::Peer {
+        addr: addr.to_string(),
+        message: e,
+    };
+    let (cert, key) = identity(node)?;
+    let config = ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer {
+            cert_sha256: cert_sha256.to_string(),
+        }))
+        .with_client_auth_cert(vec![cert], key)
+        .map_err(|e| Error::Internal(format!("TLS identity: {e}")))?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| net(e.to_string()))?;
+    let name = ServerName::try_from("localhost").map_err(|e| Error::Internal(e.to_string()))?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| net(format!("TLS handshake failed: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| net(e.to_string()))?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(header::HOST, addr)
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| net(format!("the peer closed the connection: {e}")))?;
+    let status = response.status().as_u16();
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE);
+    let body = limited
+        .collect()
+        .await
+        .map_err(|e| net(format!("reading the response: {e}")))?
+        .to_bytes();
+    Ok((status, body))
+}
