@@ -24,6 +24,8 @@ pub(crate) const CHUNK: u64 = 4_096;
 #[derive(Debug)]
 pub(crate) struct World {
     pub(crate) seed: u64,
+    /// Number of people.
+    pub(crate) people: u64,
     pub(crate) keys: IdKeys,
     pub(crate) campaigns: Vec<Campaign>,
 }
@@ -33,6 +35,7 @@ impl World {
         let mut rng = rng_for(seed, u64::MAX, 9);
         Self {
             seed,
+            people,
             keys: IdKeys::new(seed),
             campaigns: world::campaigns(&mut rng, people),
         }
@@ -132,11 +135,12 @@ fn core(seed: u64, person: u64) -> Core {
 }
 
 /// Whether even-indexed `person` uses its partner's (`person + 1`) device on social.
-fn shares_partner_device(seed: u64, person: u64, me: &Core) -> bool {
-    if !(me.share_flag && me.social && me.social_device) {
+/// The last person of a world with an odd number of people has no partner.
+fn shares_partner_device(world: &World, person: u64, me: &Core) -> bool {
+    if !(me.share_flag && me.social && me.social_device) || person + 1 >= world.people {
         return false;
     }
-    let partner = core(seed, person + 1);
+    let partner = core(world.seed, person + 1);
     partner.social && partner.social_device && !partner.device_zero
 }
 
@@ -459,7 +463,7 @@ fn generate_person(
     let (social_device_cell, social_device, social_device_kind) =
         if !(me.social && me.social_device) {
             (Cell::Missing, None, None)
-        } else if person.is_multiple_of(2) && shares_partner_device(seed, person, &me) {
+        } else if person.is_multiple_of(2) && shares_partner_device(world, person, &me) {
             let partner = core(seed, person + 1);
             (
                 Cell::Ambiguous,
@@ -475,7 +479,7 @@ fn generate_person(
         } else {
             let shared_with_partner = person % 2 == 1 && {
                 let partner = core(seed, person - 1);
-                shares_partner_device(seed, person - 1, &partner)
+                shares_partner_device(world, person - 1, &partner)
             };
             let cell = if shared_with_partner {
                 Cell::Ambiguous
@@ -840,4 +844,33 @@ fn last_touch(touches: &[Touch], campaigns: &[Campaign], o: &Order) -> Option<us
             .map(|t| t.campaign)
     };
     best(true, CLICK_WINDOW).or_else(|| best(false, VIEW_WINDOW))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: with an odd number of people, the last person (even index) used to
+    /// "share" the device of a partner who does not exist.
+    #[test]
+    fn the_last_person_of_an_odd_world_shares_no_device() {
+        let seed = 11;
+        let (person, me) = (0..1_000_000u64)
+            .step_by(2)
+            .map(|p| (p, core(seed, p)))
+            .find(|(p, c)| {
+                let partner = core(seed, p + 1);
+                c.share_flag
+                    && c.social
+                    && c.social_device
+                    && partner.social
+                    && partner.social_device
+                    && !partner.device_zero
+            })
+            .expect("some person shares a device");
+        let whole = World::new(seed, person + 2);
+        let odd = World::new(seed, person + 1);
+        assert!(shares_partner_device(&whole, person, &me));
+        assert!(!shares_partner_device(&odd, person, &me));
+    }
 }
