@@ -154,10 +154,19 @@ pub(crate) fn build(
     families.dedup();
     let n = names.len();
     let mut overlap = BTreeMap::new();
-    for mask in 1u64..(1u64 << n) {
-        if mask.count_ones() < 2 {
-            continue;
-        }
+    // Every set of two or more parties while that is a readable number (up to 8 parties:
+    // 247 sets); beyond, every pair and all parties together.
+    let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let masks: Vec<u64> = if n <= 8 {
+        (1..=all).filter(|m| m.count_ones() >= 2).collect()
+    } else {
+        let mut m: Vec<u64> = (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (1u64 << a) | (1u64 << b)))
+            .collect();
+        m.push(all);
+        m
+    };
+    for mask in masks {
         let key = (0..n)
             .filter(|i| mask & (1 << i) != 0)
             .map(|i| names[i].as_str())
