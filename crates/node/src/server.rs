@@ -154,7 +154,11 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((tcp, _addr)) = accepted else { continue };
+                let Ok((tcp, _addr)) = accepted else {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let app = app.clone();
                 let allowed = allowed.clone();
