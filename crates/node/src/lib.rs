@@ -22,7 +22,7 @@ mod server;
 mod tls;
 
 pub use import::{Imported, import};
-pub use server::{API_VERSION, get_from_peer, serve};
+pub use server::{API_VERSION, PSI_BATCH_TYPE, get_from_peer, post_to_peer, serve};
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -14,10 +14,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use jingteng_psi::{BlindedBatch, Party, SecretKey};
+use rand::TryRngCore;
 use rustls::ClientConfig;
 use rustls::ServerConfig;
 use rustls_pki_types::ServerName;
@@ -38,14 +40,26 @@ const MAX_RESPONSE: usize = 16 << 20;
 #[derive(Debug, Clone)]
 struct Peer(String);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct AppState {
     party: String,
+    /// Active collaborations: id → member parties.
+    members: Arc<BTreeMap<String, Vec<String>>>,
+    /// This node's PSI key per collaboration, made on first use and kept in memory only
+    /// (zeroised on drop): a restarted node has a new key, so a match restarts with it.
+    psi: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<Party>>>>,
 }
 
-/// Certificate SHA-256 → party, for this node and every member of its active contracts.
-fn pinned_members(node: &NodeDir) -> Result<BTreeMap<String, String>> {
+/// Media type of a PSI batch on the wire.
+pub const PSI_BATCH_TYPE: &str = "application/vnd.jingteng.psi-batch.v1";
+
+/// Certificate SHA-256 → party, for this node and every member of its active contracts;
+/// and each active collaboration's members.
+type Pinned = (BTreeMap<String, String>, BTreeMap<String, Vec<String>>);
+
+fn pinned_members(node: &NodeDir) -> Result<Pinned> {
     let mut allowed = BTreeMap::new();
+    let mut members = BTreeMap::new();
     let own = crate::contract::card(node)?;
     allowed.insert(own.cert_sha256, own.party);
     for (_, text, state) in node.catalog()?.collaborations()? {
@@ -58,11 +72,16 @@ fn pinned_members(node: &NodeDir) -> Result<BTreeMap<String, String>> {
         if !contract.status()?.active {
             continue;
         }
-        for m in contract.body()?.members {
+        let body = contract.body()?;
+        members.insert(
+            body.collaboration.clone(),
+            body.members.iter().map(|m| m.party.clone()).collect(),
+        );
+        for m in body.members {
             allowed.insert(m.cert_sha256, m.party);
         }
     }
-    Ok(allowed)
+    Ok((allowed, members))
 }
 
 fn server_config(node: &NodeDir, allowed: BTreeMap<String, String>) -> Result<ServerConfig> {
@@ -93,6 +112,11 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/whoami", get(whoami))
+        .route(
+            "/v1/collaborations/{id}/psi/reblind",
+            axum::routing::post(reblind)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BYTES)),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -110,6 +134,59 @@ async fn health(
 
 async fn whoami(Extension(peer): Extension<Peer>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "you": peer.0 }))
+}
+
+/// Largest PSI batch body: the header and `MAX_BATCH` points.
+const MAX_BATCH_BYTES: usize = 8 + 32 * jingteng_psi::MAX_BATCH;
+
+/// Re-blinds a member's batch with this node's key for the collaboration, keeping the
+/// order. Only members of the active collaboration may ask; a malformed batch or an
+/// invalid point is a 400 naming what is wrong.
+async fn reblind(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let Some(members) = state.members.get(&id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no-collaboration",
+            "no active collaboration with this id",
+        );
+    };
+    if !members.contains(&peer.0) || !members.contains(&state.party) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "not-a-member",
+            "the caller is not a member of this collaboration",
+        );
+    }
+    let batch = match BlindedBatch::decode(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-batch", &e.to_string()),
+    };
+    let party = {
+        let mut keys = state.psi.lock().await;
+        keys.entry(id)
+            .or_insert_with(|| {
+                // Unwrap safety: none; a failing OS RNG aborts key creation below.
+                Arc::new(Party::new(SecretKey::random(
+                    &mut rand::rngs::OsRng.unwrap_err(),
+                )))
+            })
+            .clone()
+    };
+    // The curve work runs off the async workers.
+    match tokio::task::spawn_blocking(move || party.reblind(&batch)).await {
+        Ok(Ok(out)) => ([(header::CONTENT_TYPE, PSI_BATCH_TYPE)], out.encode()).into_response(),
+        Ok(Err(e)) => problem(StatusCode::BAD_REQUEST, "bad-batch", &e.to_string()),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "re-blinding failed",
+        ),
+    }
 }
 
 async fn not_found() -> Response {
@@ -143,10 +220,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let allowed = pinned_members(node)?;
+    let (allowed, members) = pinned_members(node)?;
     let acceptor = TlsAcceptor::from(Arc::new(server_config(node, allowed.clone())?));
     let app = router(AppState {
         party: node.config().party.clone(),
+        members: Arc::new(members),
+        psi: Arc::default(),
     });
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -200,6 +279,37 @@ pub async fn get_from_peer(
     cert_sha256: &str,
     path: &str,
 ) -> Result<(u16, Bytes)> {
+    request_peer(node, addr, cert_sha256, hyper::Method::GET, path, None).await
+}
+
+/// A POST of `body` (of media type `content_type`) to a peer, as [`get_from_peer`].
+pub async fn post_to_peer(
+    node: &NodeDir,
+    addr: &str,
+    cert_sha256: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes)> {
+    request_peer(
+        node,
+        addr,
+        cert_sha256,
+        hyper::Method::POST,
+        path,
+        Some((content_type, body)),
+    )
+    .await
+}
+
+async fn request_peer(
+    node: &NodeDir,
+    addr: &str,
+    cert_sha256: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<(u16, Bytes)> {
     let net = |e: String| Error::Peer {
         addr: addr.to_string(),
         message: e,
@@ -226,10 +336,20 @@ pub async fn get_from_peer(
         .await
         .map_err(|e| net(e.to_string()))?;
     tokio::spawn(conn);
-    let request = hyper::Request::get(path)
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, addr)
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
+        .header(header::ACCEPT, "application/json");
+    let payload = match body {
+        Some((content_type, bytes)) => {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+            Bytes::from(bytes)
+        }
+        None => Bytes::new(),
+    };
+    let request = builder
+        .body(Full::new(payload))
         .map_err(|e| Error::Internal(e.to_string()))?;
     let response = sender
         .send_request(request)

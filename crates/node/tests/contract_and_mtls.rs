@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use jingteng_node::contract::{self, Contract};
-use jingteng_node::{NodeDir, get_from_peer, init, serve};
+use jingteng_node::{NodeDir, PSI_BATCH_TYPE, get_from_peer, init, post_to_peer, serve};
+use jingteng_psi::{BlindedBatch, Channel, DigestKind, Party, SecretKey};
 
 const SPEC: &str = r#"
 [collaboration]
@@ -148,4 +149,102 @@ async fn mutual_tls_admits_contract_members_only() {
         tokio::net::TcpStream::connect(&addr).await.is_err(),
         "still listening"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_re_blinds_through_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (social, retail, _c) = signed_pair(tmp.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let retail_dir = tmp.path().join("retail");
+    let server = tokio::spawn(async move {
+        let retail = NodeDir::open(&retail_dir).unwrap();
+        serve(&retail, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let cert = contract::card(&retail).unwrap().cert_sha256;
+
+    // Social blinds its values, retail re-blinds them remotely: equal values give equal
+    // join keys across batches, because retail keeps one key per collaboration.
+    let mine = Party::new(SecretKey::random(
+        &mut <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(3),
+    ));
+    let channel = Channel::new("pilot", "phone/sha256");
+    let digests = |vals: &[&str]| -> Vec<_> {
+        vals.iter()
+            .map(|v| DigestKind::Sha256.hash(v.as_bytes()))
+            .collect()
+    };
+    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(4);
+    let mut keys = Vec::new();
+    for vals in [&["13800138000", "13900139000"][..], &["13900139000"][..]] {
+        let (pending, batch) = mine.blind(&channel, &digests(vals), &mut rng).unwrap();
+        let (status, body) = post_to_peer(
+            &social,
+            &addr,
+            &cert,
+            "/v1/collaborations/pilot/psi/reblind",
+            PSI_BATCH_TYPE,
+            batch.encode(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        keys.push(
+            mine.finish(pending, &BlindedBatch::decode(&body).unwrap())
+                .unwrap(),
+        );
+    }
+    assert_eq!(keys[0][1], keys[1][0]);
+    assert_ne!(keys[0][0], keys[0][1]);
+
+    // Garbage is a 400 that says what is wrong; an unknown collaboration is a 404.
+    let (status, body) = post_to_peer(
+        &social,
+        &addr,
+        &cert,
+        "/v1/collaborations/pilot/psi/reblind",
+        PSI_BATCH_TYPE,
+        b"JTB1\0\0\0\x01short".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("truncated"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let bad_point =
+        BlindedBatch::decode(&[b"JTB1\0\0\0\x01".as_slice(), &[0xff; 32]].concat()).unwrap();
+    let (status, body) = post_to_peer(
+        &social,
+        &addr,
+        &cert,
+        "/v1/collaborations/pilot/psi/reblind",
+        PSI_BATCH_TYPE,
+        bad_point.encode(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("invalid group element"));
+    let (status, _) = post_to_peer(
+        &social,
+        &addr,
+        &cert,
+        "/v1/collaborations/other/psi/reblind",
+        PSI_BATCH_TYPE,
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }

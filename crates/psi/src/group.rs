@@ -67,6 +67,12 @@ impl SecretKey {
         Self(s)
     }
 
+    /// A key from 64 uniformly random bytes (reduced modulo the group order), for
+    /// callers that draw the randomness themselves. The caller zeroises its copy.
+    pub fn from_uniform_bytes(wide: &[u8; 64]) -> Self {
+        Self(Scalar::from_bytes_mod_order_wide(wide))
+    }
+
     /// Multiplies a point by this key.
     pub fn blind(&self, p: &RistrettoPoint) -> RistrettoPoint {
         p * self.0
