@@ -357,6 +357,11 @@ pub fn match_sources(
         }
     }
     drop(parties);
+    // Channels listed in the report: those some party had values for.
+    let used: Vec<&ChannelPlan> = channels
+        .iter()
+        .filter(|c| contributions.iter().any(|k| k.channel == c.channel.name()))
+        .collect();
     let linked = link(&records, contributions);
     Ok(report::build(
         collab,
@@ -370,7 +375,7 @@ pub fn match_sources(
             })
             .collect::<Vec<_>>(),
         tallies,
-        &channels,
+        &used,
         &linked,
         started.elapsed(),
     ))

@@ -90,7 +90,7 @@ pub struct MatchReport {
     pub overlap: BTreeMap<String, OverlapReport>,
     /// Links refused because they would give a person two records of one party.
     pub conflicts: BTreeMap<&'static str, u64>,
-    /// The PSI channels used: `phone/md5` with its parties, ….
+    /// The PSI channels that carried values: `phone/md5` with its parties, ….
     pub channels: BTreeMap<String, Vec<String>>,
     /// Wall time of the run.
     pub seconds: f64,
@@ -100,7 +100,7 @@ pub(crate) fn build(
     collab: &Collaboration,
     columns: &[Vec<(String, IdType, Form)>],
     tallies: Vec<Vec<ColumnTally>>,
-    channels: &[ChannelPlan],
+    channels: &[&ChannelPlan],
     linked: &Linked,
     elapsed: Duration,
 ) -> MatchReport {
