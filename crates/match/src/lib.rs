@@ -14,8 +14,11 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
-pub use pipeline::{Progress, Source, match_sources};
-pub use report::{ColumnReport, MatchReport, OverlapReport};
+pub use pipeline::{
+    Keyed, PartyContribution, Peers, Progress, Source, contribute, link_and_report, match_sources,
+    secure_rng,
+};
+pub use report::{ColumnReport, ColumnTally, MatchReport, OverlapReport};
 
 /// Errors of a matching run.
 #[derive(Debug, thiserror::Error)]

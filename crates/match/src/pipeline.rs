@@ -2,7 +2,7 @@
 //! through normalisation and the PSI exchange, link, report.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, StringArray};
 use jingteng_psi::{
@@ -12,6 +12,7 @@ use jingteng_psi::{
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::read::{self, ColumnReader};
 use crate::report::{self, ColumnTally};
@@ -88,8 +89,8 @@ struct PartyPlan {
     idents: Vec<IdentPlan>,
 }
 
-/// `(row, join key)` pairs.
-type Keyed = Vec<(u32, [u8; 16])>;
+/// `(row, join key)` pairs of one party on one channel.
+pub type Keyed = Vec<(u32, [u8; 16])>;
 
 fn plan(collab: &Collaboration) -> (Vec<PartyPlan>, Vec<ChannelPlan>) {
     let parties: Vec<PartyPlan> = collab
@@ -170,7 +171,7 @@ fn can_produce(form: Form, digest: DigestKind) -> bool {
 }
 
 /// A ChaCha20 generator seeded from the operating system.
-pub(crate) fn secure_rng() -> Result<ChaCha20Rng> {
+pub fn secure_rng() -> Result<ChaCha20Rng> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut seed)
@@ -186,11 +187,29 @@ struct BatchOut {
     keys: Vec<(usize, Keyed)>,
 }
 
+/// The other parties, as one party's owner loop reaches them: re-blinding its batches.
+pub trait Peers: Sync {
+    /// Has party `party` (spec index) multiply every point of `batch` by its key for the
+    /// collaboration, on channel `channel`, keeping the order.
+    fn reblind(&self, party: usize, channel: &str, batch: &BlindedBatch) -> Result<BlindedBatch>;
+}
+
+/// Every party in this process (local mode); batches still pass through the wire format.
+struct LocalPeers<'a>(&'a [Party]);
+
+impl Peers for LocalPeers<'_> {
+    fn reblind(&self, party: usize, _channel: &str, batch: &BlindedBatch) -> Result<BlindedBatch> {
+        let received = BlindedBatch::decode(&batch.encode())?;
+        Ok(self.0[party].reblind(&received)?)
+    }
+}
+
 struct Ctx<'a> {
     party: usize,
     idents: &'a [IdentPlan],
     channels: &'a [ChannelPlan],
-    parties: &'a [Party],
+    me: &'a Party,
+    peers: &'a dyn Peers,
 }
 
 impl Ctx<'_> {
@@ -233,7 +252,7 @@ impl Ctx<'_> {
             }
         }
         let mut rng = secure_rng()?;
-        let me = &self.parties[self.party];
+        let me = self.me;
         let mut keys = Vec::new();
         for (ci, (rows_of, digests)) in lists.into_iter().enumerate() {
             if digests.is_empty() {
@@ -243,9 +262,7 @@ impl Ctx<'_> {
             let (pending, mut batch) = me.blind(&ch.channel, &digests, &mut rng)?;
             for &other in &ch.participants {
                 if other != self.party {
-                    // Through the wire format, as between nodes.
-                    let received = BlindedBatch::decode(&batch.encode())?;
-                    batch = self.parties[other].reblind(&received)?;
+                    batch = self.peers.reblind(other, ch.channel.name(), &batch)?;
                 }
             }
             let joined = me.finish(pending, &BlindedBatch::decode(&batch.encode())?)?;
@@ -259,104 +276,159 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs the match over one source per party (in spec order).
-pub fn match_sources(
-    collab: &Collaboration,
-    sources: Vec<Source>,
-    progress: &dyn Progress,
-) -> Result<report::MatchReport> {
-    let started = Instant::now();
-    let (party_plans, channels) = plan(collab);
-    if sources.len() != party_plans.len() {
-        return Err(Error::Internal(format!(
-            "{} sources for {} parties",
-            sources.len(),
-            party_plans.len()
-        )));
-    }
-    let parties: Vec<Party> = {
-        let mut rng = secure_rng()?;
-        (0..party_plans.len())
-            .map(|_| Party::new(SecretKey::random(&mut rng)))
-            .collect()
-    };
+/// What one party contributes to a match: its record count, the tallies of its
+/// identifier columns, and its join keys per channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartyContribution {
+    /// The party's index in the spec.
+    pub party: usize,
+    /// Records (rows of its identity table).
+    pub records: u32,
+    /// Per identifier column, in spec order.
+    pub tallies: Vec<ColumnTally>,
+    /// Per channel that carried values: its name and `(row, join key)` pairs.
+    pub keys: Vec<(String, Keyed)>,
+}
 
+/// Runs one party's side of the match over its table: normalise, then for every batch
+/// and channel blind with `me`, have every other participant re-blind through `peers`,
+/// and keep the join keys.
+pub fn contribute(
+    collab: &Collaboration,
+    party: usize,
+    source: Source,
+    me: &Party,
+    peers: &dyn Peers,
+    progress: &dyn Progress,
+) -> Result<PartyContribution> {
+    let (party_plans, channels) = plan(collab);
+    let plan = party_plans
+        .get(party)
+        .ok_or_else(|| Error::Internal(format!("no party {party}")))?;
+    let (columns, idents) = (&plan.columns, &plan.idents);
+    let name = &collab.parties()[party].name;
+    let ctx = Ctx {
+        party,
+        idents,
+        channels: &channels,
+        me,
+        peers,
+    };
+    let mut party_tallies: Vec<ColumnTally> =
+        idents.iter().map(|_| ColumnTally::default()).collect();
+    let mut party_keys: Vec<Keyed> = channels.iter().map(|_| Vec::new()).collect();
+    let batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>> + Send> = match source {
+        Source::File(path) => {
+            let mut reader = ColumnReader::open(&path, columns)?;
+            Box::new(std::iter::from_fn(move || reader.next_batch().transpose()))
+        }
+        Source::Batches(b) => Box::new(b.map(Ok)),
+    };
+    // Batches are numbered as they are read (under par_bridge's lock, in order) and
+    // processed by whichever worker is free, so reading overlaps the curve work.
+    let path = &collab.parties()[party].identity.path;
+    let mut next_row: u64 = 0;
+    let numbered = batches.map(move |b| {
+        let b = b?;
+        let first = next_row;
+        next_row += b.first().map_or(0, |c| c.len()) as u64;
+        if next_row > u64::from(u32::MAX) {
+            return Err(Error::Input {
+                path: PathBuf::from(path),
+                message: "more than 4,294,967,295 rows in one party's table".into(),
+            });
+        }
+        Ok((first as u32, b))
+    });
+    let outs: Vec<BatchOut> = numbered
+        .par_bridge()
+        .map(|batch| {
+            let (first, cols) = batch?;
+            let out = ctx.process(first, &cols)?;
+            progress.rows_done(name, out.rows as u64);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let mut rows: u64 = 0;
+    for out in outs {
+        rows += out.rows as u64;
+        for (t, o) in party_tallies.iter_mut().zip(&out.tallies) {
+            t.merge(o);
+        }
+        for (ci, keys) in out.keys {
+            party_keys[ci].extend(keys);
+        }
+    }
+    let keys = party_keys
+        .into_iter()
+        .enumerate()
+        .filter(|(_, k)| !k.is_empty())
+        .map(|(ci, mut k)| {
+            // A party with two columns of one type may repeat a (row, key) pair.
+            k.sort_unstable();
+            k.dedup();
+            (channels[ci].channel.name().to_string(), k)
+        })
+        .collect();
+    Ok(PartyContribution {
+        party,
+        records: rows as u32,
+        tallies: party_tallies,
+        keys,
+    })
+}
+
+/// Links every party's contribution (one per party, in spec order) and builds the
+/// report: what the host does.
+pub fn link_and_report(
+    collab: &Collaboration,
+    parts: Vec<PartyContribution>,
+    elapsed: Duration,
+) -> Result<report::MatchReport> {
+    let (party_plans, channels) = plan(collab);
+    if parts.len() != party_plans.len() || parts.iter().enumerate().any(|(i, p)| p.party != i) {
+        return Err(Error::Internal(
+            "one contribution per party, in spec order".into(),
+        ));
+    }
     let mut records = Vec::new();
     let mut tallies = Vec::new();
     let mut contributions: Vec<Contribution> = Vec::new();
-    for (p, (plan, source)) in party_plans.iter().zip(sources).enumerate() {
-        let (columns, idents) = (&plan.columns, &plan.idents);
-        let name = &collab.parties()[p].name;
-        let ctx = Ctx {
-            party: p,
-            idents,
-            channels: &channels,
-            parties: &parties,
-        };
-        let mut party_tallies: Vec<ColumnTally> =
-            idents.iter().map(|_| ColumnTally::default()).collect();
-        let mut party_keys: Vec<Vec<(u32, [u8; 16])>> =
-            channels.iter().map(|_| Vec::new()).collect();
-        let batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>> + Send> = match source {
-            Source::File(path) => {
-                let mut reader = ColumnReader::open(&path, columns)?;
-                Box::new(std::iter::from_fn(move || reader.next_batch().transpose()))
-            }
-            Source::Batches(b) => Box::new(b.map(Ok)),
-        };
-        // Batches are numbered as they are read (under par_bridge's lock, in order) and
-        // processed by whichever worker is free, so reading overlaps the curve work.
-        let path = &collab.parties()[p].identity.path;
-        let mut next_row: u64 = 0;
-        let numbered = batches.map(move |b| {
-            let b = b?;
-            let first = next_row;
-            next_row += b.first().map_or(0, |c| c.len()) as u64;
-            if next_row > u64::from(u32::MAX) {
-                return Err(Error::Input {
-                    path: PathBuf::from(path),
-                    message: "more than 4,294,967,295 rows in one party's table".into(),
-                });
-            }
-            Ok((first as u32, b))
-        });
-        let outs: Vec<BatchOut> = numbered
-            .par_bridge()
-            .map(|batch| {
-                let (first, cols) = batch?;
-                let out = ctx.process(first, &cols)?;
-                progress.rows_done(name, out.rows as u64);
-                Ok(out)
-            })
-            .collect::<Result<_>>()?;
-        let mut rows: u64 = 0;
-        for out in outs {
-            rows += out.rows as u64;
-            for (t, o) in party_tallies.iter_mut().zip(&out.tallies) {
-                t.merge(o);
-            }
-            for (ci, keys) in out.keys {
-                party_keys[ci].extend(keys);
-            }
+    for part in parts {
+        if part.tallies.len() != party_plans[part.party].idents.len() {
+            return Err(Error::Internal(format!(
+                "party {} sent tallies for {} columns, not {}",
+                part.party,
+                part.tallies.len(),
+                party_plans[part.party].idents.len()
+            )));
         }
-        records.push(rows as u32);
-        tallies.push(party_tallies);
-        for (ci, mut keys) in party_keys.into_iter().enumerate() {
-            if keys.is_empty() {
-                continue;
+        records.push(part.records);
+        tallies.push(part.tallies);
+        for (channel, keys) in part.keys {
+            let ch = channels
+                .iter()
+                .find(|c| c.channel.name() == channel && c.participants.contains(&part.party))
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "party {} is not on channel {channel:?}",
+                        part.party
+                    ))
+                })?;
+            if let Some(&(row, _)) = keys.iter().find(|(r, _)| *r >= part.records) {
+                return Err(Error::Internal(format!(
+                    "party {} sent a key for row {row} of {}",
+                    part.party, part.records
+                )));
             }
-            // A party with two columns of one type may repeat a (row, key) pair.
-            keys.sort_unstable();
-            keys.dedup();
             contributions.push(Contribution {
-                party: p,
-                id_type: channels[ci].id_type,
-                channel: channels[ci].channel.name().to_string(),
+                party: part.party,
+                id_type: ch.id_type,
+                channel,
                 keys,
             });
         }
     }
-    drop(parties);
     // Channels listed in the report: those some party had values for.
     let used: Vec<&ChannelPlan> = channels
         .iter()
@@ -377,6 +449,37 @@ pub fn match_sources(
         tallies,
         &used,
         &linked,
-        started.elapsed(),
+        elapsed,
     ))
+}
+
+/// Runs the match over one source per party (in spec order), every party in this
+/// process with its own fresh key.
+pub fn match_sources(
+    collab: &Collaboration,
+    sources: Vec<Source>,
+    progress: &dyn Progress,
+) -> Result<report::MatchReport> {
+    let started = Instant::now();
+    let n = collab.parties().len();
+    if sources.len() != n {
+        return Err(Error::Internal(format!(
+            "{} sources for {n} parties",
+            sources.len()
+        )));
+    }
+    let parties: Vec<Party> = {
+        let mut rng = secure_rng()?;
+        (0..n)
+            .map(|_| Party::new(SecretKey::random(&mut rng)))
+            .collect()
+    };
+    let peers = LocalPeers(&parties);
+    let parts = sources
+        .into_iter()
+        .enumerate()
+        .map(|(p, source)| contribute(collab, p, source, &parties[p], &peers, progress))
+        .collect::<Result<Vec<_>>>()?;
+    drop(parties);
+    link_and_report(collab, parts, started.elapsed())
 }

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::pipeline::ChannelPlan;
 
 /// Counts for one identifier column while it is read.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ColumnTally {
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
+pub struct ColumnTally {
     rows: u64,
     missing: u64,
     valid: u64,
