@@ -18,10 +18,12 @@
 
 pub mod contract;
 mod import;
+mod netmatch;
 mod server;
 mod tls;
 
 pub use import::{Imported, import};
+pub use netmatch::RunStatus;
 pub use server::{API_VERSION, PSI_BATCH_TYPE, get_from_peer, post_to_peer, serve};
 
 use std::fs::{self, OpenOptions};

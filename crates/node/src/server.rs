@@ -27,7 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::contract::Contract;
+use crate::contract::{Contract, ContractBody};
+use crate::netmatch::{self, Run, Runs};
 use crate::tls::{self, PinnedClients, PinnedServer};
 use crate::{Error, NodeDir, Result, file_err, read_secret};
 
@@ -43,8 +44,12 @@ struct Peer(String);
 #[derive(Clone)]
 struct AppState {
     party: String,
-    /// Active collaborations: id → member parties.
-    members: Arc<BTreeMap<String, Vec<String>>>,
+    /// Active collaborations: id → contract body.
+    contracts: Arc<BTreeMap<String, ContractBody>>,
+    /// The node's data directory (handlers that do long work reopen it).
+    dir: Arc<std::path::PathBuf>,
+    /// Match runs this node hosts.
+    runs: Runs,
     /// This node's PSI key per collaboration, made on first use and kept in memory only
     /// (zeroised on drop): a restarted node has a new key, so a match restarts with it.
     psi: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<Party>>>>,
@@ -54,8 +59,8 @@ struct AppState {
 pub const PSI_BATCH_TYPE: &str = "application/vnd.jingteng.psi-batch.v1";
 
 /// Certificate SHA-256 → party, for this node and every member of its active contracts;
-/// and each active collaboration's members.
-type Pinned = (BTreeMap<String, String>, BTreeMap<String, Vec<String>>);
+/// and each active collaboration's contract body.
+type Pinned = (BTreeMap<String, String>, BTreeMap<String, ContractBody>);
 
 fn pinned_members(node: &NodeDir) -> Result<Pinned> {
     let mut allowed = BTreeMap::new();
@@ -73,13 +78,10 @@ fn pinned_members(node: &NodeDir) -> Result<Pinned> {
             continue;
         }
         let body = contract.body()?;
-        members.insert(
-            body.collaboration.clone(),
-            body.members.iter().map(|m| m.party.clone()).collect(),
-        );
-        for m in body.members {
-            allowed.insert(m.cert_sha256, m.party);
+        for m in &body.members {
+            allowed.insert(m.cert_sha256.clone(), m.party.clone());
         }
+        members.insert(body.collaboration.clone(), body);
     }
     Ok((allowed, members))
 }
@@ -112,6 +114,24 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/whoami", get(whoami))
+        .route(
+            "/v1/collaborations/{id}/match",
+            axum::routing::post(start_match),
+        )
+        .route("/v1/collaborations/{id}/match/{run}", get(run_status))
+        .route(
+            "/v1/collaborations/{id}/match/{run}/contribute",
+            axum::routing::post(contribute),
+        )
+        .route(
+            "/v1/collaborations/{id}/match/{run}/result",
+            axum::routing::post(receive_result)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_CONTRIBUTION_BYTES)),
+        )
+        .route(
+            "/v1/collaborations/{id}/match/{run}/failed",
+            axum::routing::post(receive_failure),
+        )
         .route(
             "/v1/collaborations/{id}/psi/reblind",
             axum::routing::post(reblind)
@@ -148,34 +168,16 @@ async fn reblind(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
-    let Some(members) = state.members.get(&id) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "no-collaboration",
-            "no active collaboration with this id",
-        );
-    };
-    if !members.contains(&peer.0) || !members.contains(&state.party) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "not-a-member",
-            "the caller is not a member of this collaboration",
-        );
+    if let Err(r) = member_check(&state, &id, &peer) {
+        return r;
     }
     let batch = match BlindedBatch::decode(&body) {
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-batch", &e.to_string()),
     };
-    let party = {
-        let mut keys = state.psi.lock().await;
-        keys.entry(id)
-            .or_insert_with(|| {
-                // Unwrap safety: none; a failing OS RNG aborts key creation below.
-                Arc::new(Party::new(SecretKey::random(
-                    &mut rand::rngs::OsRng.unwrap_err(),
-                )))
-            })
-            .clone()
+    let party = match psi_key(&state, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     // The curve work runs off the async workers.
     match tokio::task::spawn_blocking(move || party.reblind(&batch)).await {
@@ -186,6 +188,319 @@ async fn reblind(
             "internal",
             "re-blinding failed",
         ),
+    }
+}
+
+/// The members of active collaboration `id`, if the caller is one of them.
+#[allow(clippy::result_large_err)]
+fn member_check<'a>(
+    state: &'a AppState,
+    id: &str,
+    peer: &Peer,
+) -> Result<&'a ContractBody, Response> {
+    let Some(body) = state.contracts.get(id) else {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            "no-collaboration",
+            "no active collaboration with this id",
+        ));
+    };
+    if !body.members.iter().any(|m| m.party == peer.0) {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "not-a-member",
+            "the caller is not a member of this collaboration",
+        ));
+    }
+    Ok(body)
+}
+
+/// This node's PSI key for collaboration `id`: made on first use, in memory only.
+#[allow(clippy::result_large_err)]
+async fn psi_key(state: &AppState, id: &str) -> Result<Arc<Party>, Response> {
+    let mut keys = state.psi.lock().await;
+    if let Some(p) = keys.get(id) {
+        return Ok(p.clone());
+    }
+    let mut wide = zeroize::Zeroizing::new([0u8; 64]);
+    if rand::rngs::OsRng.try_fill_bytes(wide.as_mut()).is_err() {
+        return Err(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no randomness for a key",
+        ));
+    }
+    let p = Arc::new(Party::new(SecretKey::from_uniform_bytes(&wide)));
+    keys.insert(id.to_string(), p.clone());
+    Ok(p)
+}
+
+fn party_names(body: &ContractBody) -> Vec<String> {
+    body.members.iter().map(|m| m.party.clone()).collect()
+}
+
+/// Starts a match this node hosts: asks every member to contribute. Only the node's own
+/// operator (its own certificate) may start one.
+async fn start_match(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let body = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    if peer.0 != state.party {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "not-the-host",
+            "only this node's operator starts a match it hosts",
+        );
+    }
+    let mut raw = [0u8; 8];
+    if rand::rngs::OsRng.try_fill_bytes(&mut raw).is_err() {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no randomness for a run id",
+        );
+    }
+    let run: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    state.runs.lock().await.insert(
+        run.clone(),
+        Run {
+            collaboration: id.clone(),
+            started: Some(std::time::Instant::now()),
+            ..Run::default()
+        },
+    );
+    let Ok(node) = NodeDir::open(&state.dir) else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "node directory unreadable",
+        );
+    };
+    let node = Arc::new(node);
+    for m in body.members.clone() {
+        let (node, runs, run, id) = (node.clone(), state.runs.clone(), run.clone(), id.clone());
+        tokio::spawn(async move {
+            let path = format!("/v1/collaborations/{id}/match/{run}/contribute");
+            let answer = post_to_peer(
+                &node,
+                &m.endpoint,
+                &m.cert_sha256,
+                &path,
+                "application/json",
+                vec![],
+            )
+            .await;
+            let failed = match answer {
+                Ok((202, _)) => None,
+                Ok((status, body)) => Some(format!(
+                    "{} refused to contribute ({status}): {}",
+                    m.party,
+                    String::from_utf8_lossy(&body)
+                )),
+                Err(e) => Some(format!("{} unreachable: {e}", m.party)),
+            };
+            if let Some(e) = failed
+                && let Some(r) = runs.lock().await.get_mut(&run)
+            {
+                r.error.get_or_insert(e);
+            }
+        });
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run": run })),
+    )
+        .into_response()
+}
+
+/// A host asks this member to contribute: runs its side in the background and sends
+/// the result (or the failure) to the host.
+async fn contribute(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let body = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let me = match psi_key(&state, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(host) = body.members.iter().find(|m| m.party == peer.0).cloned() else {
+        return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown host");
+    };
+    let dir = state.dir.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::spawn(async move {
+        let Ok(node) = NodeDir::open(&dir) else {
+            return;
+        };
+        let node = Arc::new(node);
+        let work = {
+            let (node, body, runtime) = (node.clone(), body.clone(), runtime.clone());
+            tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                let collab = jingteng_psi::Collaboration::parse(&body.spec)
+                    .map_err(|e| Error::Contract(e.to_string()))?;
+                let part = netmatch::contribute_here(&node, &collab, &body.members, &me, runtime)?;
+                netmatch::encode_contribution(&part)
+            })
+            .await
+        };
+        let (path, ctype, payload) = match work {
+            Ok(Ok(bytes)) => (
+                format!("/v1/collaborations/{id}/match/{run}/result"),
+                "application/vnd.jingteng.contribution.v1",
+                bytes,
+            ),
+            Ok(Err(e)) => (
+                format!("/v1/collaborations/{id}/match/{run}/failed"),
+                "text/plain",
+                e.to_string().into_bytes(),
+            ),
+            Err(_) => (
+                format!("/v1/collaborations/{id}/match/{run}/failed"),
+                "text/plain",
+                b"contribution crashed".to_vec(),
+            ),
+        };
+        let _ = post_to_peer(
+            &node,
+            &host.endpoint,
+            &host.cert_sha256,
+            &path,
+            ctype,
+            payload,
+        )
+        .await;
+    });
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Largest contribution a member may send (about 50 M keys).
+const MAX_CONTRIBUTION_BYTES: usize = 1 << 30;
+
+/// A member's contribution to a run this node hosts. When all are in, the host links.
+async fn receive_result(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+    bytes: Bytes,
+) -> Response {
+    let body = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let names = party_names(&body);
+    let Some(index) = names.iter().position(|n| *n == peer.0) else {
+        return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown party");
+    };
+    let part = match netmatch::decode_contribution(&bytes) {
+        Ok(p) if p.party == index => p,
+        Ok(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-contribution",
+                "a party may only contribute for itself",
+            );
+        }
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-contribution", &e),
+    };
+    let mut runs = state.runs.lock().await;
+    let Some(r) = runs.get_mut(&run).filter(|r| r.collaboration == id) else {
+        return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
+    };
+    if r.parts.contains_key(&index) {
+        return problem(
+            StatusCode::CONFLICT,
+            "duplicate",
+            "this party already contributed",
+        );
+    }
+    r.parts.insert(index, part);
+    if r.parts.len() == names.len() {
+        let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();
+        let elapsed = r.started.map(|s| s.elapsed()).unwrap_or_default();
+        drop(runs);
+        let (runs, dir, spec) = (state.runs.clone(), state.dir.clone(), body.spec.clone());
+        let (run2, id2, names2) = (run.clone(), id.clone(), names.clone());
+        tokio::task::spawn_blocking(move || {
+            let outcome = jingteng_psi::Collaboration::parse(&spec)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    jingteng_match::link_and_report(&c, parts, elapsed).map_err(|e| e.to_string())
+                });
+            if let Ok(report) = &outcome
+                && let Ok(node) = NodeDir::open(&dir)
+                && let Ok(mut catalog) = node.catalog()
+            {
+                let matched: BTreeMap<&String, u64> =
+                    report.overlap.iter().map(|(k, v)| (k, v.matched)).collect();
+                let _ = catalog.audit(
+                    &node.config().party,
+                    "match",
+                    &id2,
+                    &serde_json::json!({"run": run2, "parties": names2, "matched": matched}),
+                );
+            }
+            let mut runs = runs.blocking_lock();
+            if let Some(r) = runs.get_mut(&run2) {
+                match outcome {
+                    Ok(report) => r.report = Some(report),
+                    Err(e) => r.error = Some(e),
+                }
+            }
+        });
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// A member reports that its contribution failed.
+async fn receive_failure(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = member_check(&state, &id, &peer) {
+        return r;
+    }
+    let message: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(2_000)
+        .collect();
+    if let Some(r) = state
+        .runs
+        .lock()
+        .await
+        .get_mut(&run)
+        .filter(|r| r.collaboration == id)
+    {
+        r.error.get_or_insert(format!("{}: {message}", peer.0));
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// A run's state and, once done, its report: for every member of the collaboration.
+async fn run_status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let body = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let runs = state.runs.lock().await;
+    match runs.get(&run).filter(|r| r.collaboration == id) {
+        Some(r) => Json(r.status(&party_names(&body))).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "no-run", "no such match run"),
     }
 }
 
@@ -220,11 +535,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let (allowed, members) = pinned_members(node)?;
+    let (allowed, contracts) = pinned_members(node)?;
     let acceptor = TlsAcceptor::from(Arc::new(server_config(node, allowed.clone())?));
     let app = router(AppState {
         party: node.config().party.clone(),
-        members: Arc::new(members),
+        contracts: Arc::new(contracts),
+        dir: Arc::new(node.dir().to_path_buf()),
+        runs: Runs::default(),
         psi: Arc::default(),
     });
     let mut connections = JoinSet::new();
