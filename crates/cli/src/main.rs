@@ -34,12 +34,14 @@ enum Command {
     /// brand/), the hidden ground truth under DIR/truth/ and DIR/truth.json. The same
     /// seed and scale give byte-identical files. See docs/synthetic-world.md.
     Synth(SynthArgs),
-    /// Match the parties' users with private set intersection (local mode).
+    /// Match the parties' users with private set intersection.
     ///
-    /// Runs every party's side of the ECDH-PSI protocol over ristretto255 in one
-    /// process, each with its own fresh secret key over its own table as the spec says,
-    /// links records across parties by identifier priority (phone > email > device >
-    /// opaque), and prints the match report: per party and identifier column the rows,
+    /// Local mode (--spec): runs every party's side of the ECDH-PSI protocol over
+    /// ristretto255 in one process, each with its own fresh key over its own table.
+    /// Networked mode (--collab --dir): the node at --dir hosts; every member node
+    /// contributes its imported table, re-blinding the others' batches over mutual TLS.
+    /// Either way records are linked by identifier priority (phone > email > device >
+    /// opaque) and the match report is printed: per party and identifier column the rows,
     /// valid, rejected (by reason) and ambiguous values; per set of parties the people
     /// matched, overall and per identifier type. See docs/matching.md.
     Match(MatchArgs),
@@ -74,10 +76,19 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["spec", "collab"])))]
 struct MatchArgs {
-    /// The collaboration spec (TOML), e.g. the collab.toml that `jingteng synth` writes.
+    /// Local mode: the collaboration spec (TOML), e.g. the collab.toml `jingteng synth`
+    /// writes; every party's files are read in this process.
     #[arg(long, value_name = "FILE")]
-    spec: PathBuf,
+    spec: Option<PathBuf>,
+    /// Networked mode: the active collaboration to match, hosted by the node at --dir
+    /// (which must be serving); every member contributes from its own node.
+    #[arg(long, value_name = "ID", requires = "dir")]
+    collab: Option<String>,
+    /// Networked mode: the host node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// Print the report as JSON; its `overlap` object is keyed like truth.json's.
     #[arg(long)]
     json: bool,

@@ -1,25 +1,108 @@
 //! `jingteng match`.
 
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_match::MatchReport;
 
 use crate::{MatchArgs, progress_bar};
 
 pub(crate) fn run(args: MatchArgs) -> anyhow::Result<()> {
+    let report = match (&args.spec, &args.collab, &args.dir) {
+        (Some(spec), _, _) => local(spec)?,
+        (None, Some(collab), Some(dir)) => networked(collab, dir)?,
+        _ => anyhow::bail!("give --spec FILE (local mode) or --collab ID --dir DIR (networked)"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let r: MatchReport = report_from(&report)?;
+        print_report(&r);
+    }
+    Ok(())
+}
+
+fn local(spec: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let bar = progress_bar(0, "rows");
     bar.set_message("matching");
-    let report = jingteng_match::run(&args.spec, &|party: &str, rows: u64| {
+    let report = jingteng_match::run(spec, &|party: &str, rows: u64| {
         bar.set_message(format!("matching {party}"));
         bar.inc_length(rows);
         bar.inc(rows);
     })?;
     bar.finish_and_clear();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    Ok(serde_json::to_value(&report)?)
+}
+
+/// Starts the match at the host node (as its operator) and follows it to the report.
+fn networked(collab: &str, dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let node = jingteng_node::NodeDir::open(dir)?;
+    let me = jingteng_node::contract::card(&node)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let start = format!("/v1/collaborations/{collab}/match");
+        let (status, body) = jingteng_node::post_to_peer(
+            &node,
+            &me.endpoint,
+            &me.cert_sha256,
+            &start,
+            "application/json",
+            vec![],
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "reaching this node at {} (is `jingteng serve --dir {}` running?)",
+                me.endpoint,
+                dir.display()
+            )
+        })?;
+        if status != 202 {
+            anyhow::bail!(
+                "the node refused to start the match ({status}): {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let run = serde_json::from_slice::<serde_json::Value>(&body)?["run"]
+            .as_str()
+            .context("no run id in the answer")?
+            .to_string();
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("match {run}: waiting for the members"));
+        let path = format!("{start}/{run}");
+        loop {
+            bar.tick();
+            let (status, body) =
+                jingteng_node::get_from_peer(&node, &me.endpoint, &me.cert_sha256, &path).await?;
+            if status != 200 {
+                anyhow::bail!(
+                    "following match {run} ({status}): {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let s: jingteng_node::RunStatus = serde_json::from_slice(&body)?;
+            if let Some(e) = s.error {
+                bar.finish_and_clear();
+                anyhow::bail!("match {run} failed: {e}");
+            }
+            if let Some(report) = s.report {
+                bar.finish_and_clear();
+                return Ok(report);
+            }
+            bar.set_message(format!(
+                "match {run}: received from {}",
+                if s.received.is_empty() {
+                    "nobody yet".into()
+                } else {
+                    s.received.join(", ")
+                }
+            ));
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    })
+}
+
+fn report_from(v: &serde_json::Value) -> anyhow::Result<MatchReport> {
+    Ok(serde_json::from_value(v.clone())?)
 }
 
 fn print_report(r: &MatchReport) {
@@ -68,11 +151,11 @@ fn print_report(r: &MatchReport) {
     }
     println!("{ids}");
 
-    let families: Vec<&str> = r
+    let families: Vec<String> = r
         .overlap
         .values()
         .next()
-        .map(|o| o.by_id_type.keys().copied().collect())
+        .map(|o| o.by_id_type.keys().cloned().collect())
         .unwrap_or_default();
     let mut overlap = Table::new();
     overlap.load_preset(UTF8_FULL_CONDENSED);

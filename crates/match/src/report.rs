@@ -43,13 +43,13 @@ impl ColumnTally {
 }
 
 /// One identifier column in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ColumnReport {
     /// `phone`, `email`, `device` or `opaque`.
     #[serde(rename = "type")]
-    pub id_type: &'static str,
+    pub id_type: String,
     /// `raw`, `md5` or `sha256`.
-    pub form: &'static str,
+    pub form: String,
     /// Rows read.
     pub rows: u64,
     /// Empty cells.
@@ -59,23 +59,23 @@ pub struct ColumnReport {
     /// Cells rejected, all reasons together.
     pub invalid: u64,
     /// Rejected cells by reason.
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<String, u64>,
     /// Valid cells whose value another record of the same party also holds; they link
     /// no one.
     pub ambiguous: u64,
 }
 
 /// People matched for one set of parties.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct OverlapReport {
     /// People with a linked record at every party of the set.
     pub matched: u64,
     /// The same, linking through one identifier type alone.
-    pub by_id_type: BTreeMap<&'static str, u64>,
+    pub by_id_type: BTreeMap<String, u64>,
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MatchReport {
     /// The collaboration id.
     pub collaboration: String,
@@ -89,7 +89,7 @@ pub struct MatchReport {
     /// order joined by `+`.
     pub overlap: BTreeMap<String, OverlapReport>,
     /// Links refused because they would give a person two records of one party.
-    pub conflicts: BTreeMap<&'static str, u64>,
+    pub conflicts: BTreeMap<String, u64>,
     /// The PSI channels that carried values: `phone/md5` with its parties, ….
     pub channels: BTreeMap<String, Vec<String>>,
     /// Wall time of the run.
@@ -126,8 +126,8 @@ pub(crate) fn build(
             per_column.insert(
                 column.clone(),
                 ColumnReport {
-                    id_type: family.family(),
-                    form: form.as_str(),
+                    id_type: family.family().to_string(),
+                    form: form.as_str().to_string(),
                     rows: t.rows,
                     missing: t.missing,
                     valid: t.valid,
@@ -136,7 +136,7 @@ pub(crate) fn build(
                         .iter()
                         .zip(t.rejected)
                         .filter(|(_, n)| *n > 0)
-                        .map(|(r, n)| (r.as_str(), n))
+                        .map(|(r, n)| (r.as_str().to_string(), n))
                         .collect(),
                     ambiguous,
                 },
@@ -179,7 +179,7 @@ pub(crate) fn build(
                     .by_family
                     .get(f)
                     .map_or(0, |c| Linked::count_covering(c, mask));
-                (*f, count)
+                (f.to_string(), count)
             })
             .collect();
         overlap.insert(
@@ -201,7 +201,11 @@ pub(crate) fn build(
         parties: names.clone(),
         identifiers,
         overlap,
-        conflicts: linked.conflicts.iter().map(|(k, v)| (*k, *v)).collect(),
+        conflicts: linked
+            .conflicts
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
         channels: channels
             .iter()
             .map(|c| {
