@@ -87,3 +87,149 @@ fn audit_verify_names_an_edited_entry() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("broken at entry 1"), "{}", stderr(&o));
 }
+
+/// Three separate `jingteng serve` processes on loopback (social, retail as host,
+/// brand) match the synthetic world exactly as truth.json says.
+#[test]
+fn three_serve_processes_match_over_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let o = jingteng(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    run(&[
+        "synth",
+        "--out",
+        &p("world"),
+        "--scale",
+        "tiny",
+        "--seed",
+        "13",
+    ]);
+    let spec = p("world/collab.toml");
+    for party in ["social", "retail", "brand"] {
+        run(&["init", "--party", party, "--dir", &p(party)]);
+        // A free loopback port for this node.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = root.join(party).join("node.toml");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("127.0.0.1:7443", &format!("127.0.0.1:{port}"));
+        std::fs::write(&cfg, text).unwrap();
+    }
+    for party in ["social", "brand"] {
+        let card = run(&["collab", "card", "--dir", &p(party)]).stdout;
+        std::fs::write(root.join(format!("{party}.card")), card).unwrap();
+    }
+    run(&[
+        "collab",
+        "propose",
+        "--dir",
+        &p("retail"),
+        "--spec",
+        &spec,
+        "--card",
+        &p("social.card"),
+        "--card",
+        &p("brand.card"),
+        "--out",
+        &p("contract.json"),
+    ]);
+    run(&[
+        "collab",
+        "sign",
+        "--dir",
+        &p("social"),
+        "--contract",
+        &p("contract.json"),
+    ]);
+    run(&[
+        "collab",
+        "sign",
+        "--dir",
+        &p("brand"),
+        "--contract",
+        &p("contract.json"),
+    ]);
+    for party in ["social", "retail", "brand"] {
+        run(&[
+            "collab",
+            "status",
+            "--dir",
+            &p(party),
+            "--contract",
+            &p("contract.json"),
+        ]);
+    }
+    for (party, table) in [("social", "users"), ("retail", "users"), ("brand", "crm")] {
+        run(&[
+            "import",
+            "--dir",
+            &p(party),
+            "--spec",
+            &spec,
+            "--table",
+            table,
+        ]);
+    }
+
+    struct Servers(Vec<std::process::Child>);
+    impl Drop for Servers {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
+                let _ = c.wait();
+            }
+        }
+    }
+    let servers = Servers(
+        ["social", "retail", "brand"]
+            .iter()
+            .map(|party| {
+                Command::new(env!("CARGO_BIN_EXE_jingteng"))
+                    .args(["serve", "--dir", &p(party)])
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    // The servers take a moment to listen: retry the match until the host answers.
+    let mut report = None;
+    for _ in 0..100 {
+        let o = jingteng(&[
+            "match",
+            "--collab",
+            "synth-13",
+            "--dir",
+            &p("retail"),
+            "--json",
+        ]);
+        if o.status.success() {
+            report = Some(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(servers);
+    let report = report.expect("the networked match ran");
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("world/truth.json")).unwrap())
+            .unwrap();
+    for (key, t) in truth["overlap"].as_object().unwrap() {
+        assert_eq!(
+            report["overlap"][key]["matched"], t["linkable"],
+            "overlap.{key}"
+        );
+    }
+}
