@@ -24,6 +24,13 @@ mod tls;
 
 pub use import::{Imported, import};
 pub use netmatch::RunStatus;
+
+/// Decodes a member's match contribution as the host receives it (exposed for fuzzing).
+pub fn decode_contribution(
+    bytes: &[u8],
+) -> std::result::Result<jingteng_match::PartyContribution, String> {
+    netmatch::decode_contribution(bytes)
+}
 pub use server::{API_VERSION, PSI_BATCH_TYPE, get_from_peer, post_to_peer, serve};
 
 use std::fs::{self, OpenOptions};
