@@ -235,6 +235,27 @@ async fn psi_key(state: &AppState, id: &str) -> Result<Arc<Party>, Response> {
     Ok(p)
 }
 
+/// Whether `party` is the host the contract's spec names.
+#[allow(clippy::result_large_err)]
+fn host_check(body: &ContractBody, party: &str) -> Result<(), Response> {
+    let host = jingteng_psi::Collaboration::parse(&body.spec)
+        .ok()
+        .and_then(|c| c.host().map(str::to_string));
+    match host {
+        Some(h) if h == party => Ok(()),
+        Some(h) => Err(problem(
+            StatusCode::FORBIDDEN,
+            "not-the-host",
+            &format!("the contract names {h:?} as host"),
+        )),
+        None => Err(problem(
+            StatusCode::FORBIDDEN,
+            "no-host",
+            "the contract's spec names no host (collaboration.host); no networked match can run",
+        )),
+    }
+}
+
 fn party_names(body: &ContractBody) -> Vec<String> {
     body.members.iter().map(|m| m.party.clone()).collect()
 }
@@ -333,6 +354,10 @@ async fn contribute(
         Ok(p) => p,
         Err(r) => return r,
     };
+    // Join keys go only to the host the signed spec names.
+    if let Err(r) = host_check(&body, &peer.0) {
+        return r;
+    }
     let Some(host) = body.members.iter().find(|m| m.party == peer.0).cloned() else {
         return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown host");
     };

@@ -106,6 +106,21 @@ async fn three_nodes_match_like_local_mode() {
     .unwrap();
     assert_eq!(status, 403);
 
+    // A member that is not the spec's host cannot have others send it their join keys.
+    let b = contract::card(&brand).unwrap();
+    let (status, body) = post_to_peer(
+        &social,
+        &b.endpoint,
+        &b.cert_sha256,
+        "/v1/collaborations/synth-6/match/x/contribute",
+        "application/json",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("urn:jingteng:error:not-the-host"));
+
     // Any member (here social) follows the run and receives the report.
     let path = format!("/v1/collaborations/synth-6/match/{run}");
     let mut done = None;

@@ -33,6 +33,10 @@ pub struct CollaborationSection {
     /// What it is for, for people.
     #[serde(default)]
     pub description: String,
+    /// The party whose node joins and computes (DESIGN §2); required for the networked
+    /// match, which no other member may start or receive join keys for.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// `[[party]]`.
@@ -103,6 +107,7 @@ fn raw() -> String {
 pub struct Collaboration {
     id: String,
     description: String,
+    host: Option<String>,
     parties: Vec<Party>,
 }
 
@@ -283,9 +288,17 @@ impl Collaboration {
                 tables: others,
             });
         }
+        if let Some(h) = &file.collaboration.host
+            && !parties.iter().any(|p| &p.name == h)
+        {
+            return bad(format!(
+                "collaboration.host {h:?} is not one of the parties"
+            ));
+        }
         Ok(Self {
             id: file.collaboration.id,
             description: file.collaboration.description,
+            host: file.collaboration.host,
             parties,
         })
     }
@@ -293,6 +306,11 @@ impl Collaboration {
     /// The collaboration id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The host party, if the spec names one.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
     }
 
     /// The description.

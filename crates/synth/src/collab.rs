@@ -11,6 +11,7 @@ pub(crate) fn spec(seed: u64, people: u64) -> String {
 [collaboration]
 id = "synth-{seed}"
 description = "Synthetic world (seed {seed}, {people} people): a social platform, a retailer and the brand Aurora"
+host = "retail"
 
 [[party]]
 name = "social"
