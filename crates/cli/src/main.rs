@@ -89,6 +89,10 @@ struct MatchArgs {
     /// Networked mode: the host node's data directory.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Networked mode: give up (exit 1, naming the members still missing) after this
+    /// many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
     /// Print the report as JSON; its `overlap` object is keyed like truth.json's.
     #[arg(long)]
     json: bool,

@@ -9,7 +9,7 @@ use crate::{MatchArgs, progress_bar};
 pub(crate) fn run(args: MatchArgs) -> anyhow::Result<()> {
     let report = match (&args.spec, &args.collab, &args.dir) {
         (Some(spec), _, _) => local(spec)?,
-        (None, Some(collab), Some(dir)) => networked(collab, dir)?,
+        (None, Some(collab), Some(dir)) => networked(collab, dir, args.timeout)?,
         _ => anyhow::bail!("give --spec FILE (local mode) or --collab ID --dir DIR (networked)"),
     };
     if args.json {
@@ -34,7 +34,11 @@ fn local(spec: &std::path::Path) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Starts the match at the host node (as its operator) and follows it to the report.
-fn networked(collab: &str, dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+fn networked(
+    collab: &str,
+    dir: &std::path::Path,
+    timeout: u64,
+) -> anyhow::Result<serde_json::Value> {
     let node = jingteng_node::NodeDir::open(dir)?;
     let me = jingteng_node::contract::card(&node)?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -69,6 +73,7 @@ fn networked(collab: &str, dir: &std::path::Path) -> anyhow::Result<serde_json::
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!("match {run}: waiting for the members"));
         let path = format!("{start}/{run}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
         loop {
             bar.tick();
             let (status, body) =
@@ -88,14 +93,18 @@ fn networked(collab: &str, dir: &std::path::Path) -> anyhow::Result<serde_json::
                 bar.finish_and_clear();
                 return Ok(report);
             }
-            bar.set_message(format!(
-                "match {run}: received from {}",
-                if s.received.is_empty() {
-                    "nobody yet".into()
-                } else {
-                    s.received.join(", ")
-                }
-            ));
+            let received = if s.received.is_empty() {
+                "nobody yet".to_string()
+            } else {
+                s.received.join(", ")
+            };
+            if std::time::Instant::now() > deadline {
+                bar.finish_and_clear();
+                anyhow::bail!(
+                    "match {run}: no result within {timeout} s; received from: {received}"
+                );
+            }
+            bar.set_message(format!("match {run}: received from {received}"));
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     })
