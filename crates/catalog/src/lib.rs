@@ -135,6 +135,29 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// A job: long work that outlives a request (a match run, later imports and queries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// `match`, ….
+    pub kind: String,
+    /// The collaboration it belongs to.
+    pub collaboration: Option<String>,
+    /// `queued`, `running`, `retrying`, `done` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Progress as JSON (for a match: the run id, who has contributed).
+    pub progress: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Created, Unix ms.
+    pub created_ms: i64,
+    /// Last changed, Unix ms.
+    pub updated_ms: i64,
+}
+
 /// A dataset version as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatasetVersion {
@@ -390,6 +413,57 @@ impl Catalog {
                 schema_json: r.get(4)?,
                 source: r.get(5)?,
                 sha256: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records a new job in state `running`; returns its id.
+    pub fn start_job(
+        &mut self,
+        kind: &str,
+        collaboration: Option<&str>,
+        progress: &serde_json::Value,
+    ) -> Result<i64> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO jobs (kind, collaboration, state, attempts, progress, created_ms, updated_ms)
+             VALUES (?1, ?2, 'running', 1, ?3, ?4, ?4)",
+            params![kind, collaboration, progress.to_string(), now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Moves a job to `done` or `failed` (with the error).
+    pub fn finish_job(&mut self, id: i64, error: Option<&str>) -> Result<()> {
+        let state = if error.is_some() { "failed" } else { "done" };
+        let changed = self.conn.execute(
+            "UPDATE jobs SET state = ?1, error = ?2, updated_ms = ?3 WHERE id = ?4",
+            params![state, error, now_ms(), id],
+        )?;
+        if changed == 0 {
+            return Err(Error::Internal(format!("no job {id}")));
+        }
+        Ok(())
+    }
+
+    /// Every job, newest first.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, collaboration, state, attempts, progress, error, created_ms, updated_ms
+             FROM jobs ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Job {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                collaboration: r.get(2)?,
+                state: r.get(3)?,
+                attempts: r.get(4)?,
+                progress: r.get(5)?,
+                error: r.get(6)?,
+                created_ms: r.get(7)?,
+                updated_ms: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -116,3 +116,24 @@ fn dataset_versions_are_kept_and_audited() {
     assert_eq!(c.verify_audit().unwrap(), 2);
     assert_eq!(c.schema_version().unwrap(), 1);
 }
+
+#[test]
+fn jobs_move_through_their_states() {
+    let mut c = Catalog::in_memory().unwrap();
+    let a = c
+        .start_job("match", Some("pilot"), &json!({"run": "ab"}))
+        .unwrap();
+    let b = c
+        .start_job("match", Some("pilot"), &json!({"run": "cd"}))
+        .unwrap();
+    c.finish_job(a, None).unwrap();
+    c.finish_job(b, Some("brand unreachable")).unwrap();
+    let jobs = c.jobs().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (jobs[0].state.as_str(), jobs[0].error.as_deref()),
+        ("failed", Some("brand unreachable"))
+    );
+    assert_eq!(jobs[1].state, "done");
+    assert!(c.finish_job(99, None).is_err());
+}

@@ -67,6 +67,8 @@ enum Command {
     /// Collaboration contracts: publish this node's card, propose, sign, check.
     #[command(subcommand)]
     Collab(CollabCommand),
+    /// The node's jobs (match runs it hosted) and their states.
+    Jobs(AuditArgs),
     /// The node's audit log: every import, match, query, audience and export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -261,6 +263,7 @@ fn main() -> ExitCode {
         Command::Collab(CollabCommand::Propose(args)) => node::collab_propose(args),
         Command::Collab(CollabCommand::Sign(args)) => node::collab_sign(args),
         Command::Collab(CollabCommand::Status(args)) => node::collab_status(args),
+        Command::Jobs(args) => node::jobs(args),
         Command::Audit(AuditCommand::Verify(args)) => node::audit_verify(args),
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
     };

@@ -66,6 +66,38 @@ pub(crate) fn audit_verify(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) fn jobs(args: AuditArgs) -> anyhow::Result<()> {
+    let jobs = NodeDir::open(&args.dir)?.catalog()?.jobs()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "#",
+        "kind",
+        "collaboration",
+        "state",
+        "attempts",
+        "progress",
+        "error",
+    ]);
+    for j in jobs {
+        t.add_row([
+            j.id.to_string(),
+            j.kind,
+            j.collaboration.unwrap_or_default(),
+            j.state,
+            j.attempts.to_string(),
+            j.progress,
+            j.error.unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
 pub(crate) fn audit_log(args: AuditArgs) -> anyhow::Result<()> {
     let entries = NodeDir::open(&args.dir)?.catalog()?.audit_entries()?;
     if args.json {

@@ -223,6 +223,9 @@ fn three_serve_processes_match_over_the_network() {
     }
     drop(servers);
     let report = report.expect("the networked match ran");
+    let jobs = run(&["jobs", "--dir", &p("retail"), "--json"]).stdout;
+    let jobs: serde_json::Value = serde_json::from_slice(&jobs).unwrap();
+    assert_eq!(jobs[0]["state"], "done", "{jobs}");
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("world/truth.json")).unwrap())
             .unwrap();

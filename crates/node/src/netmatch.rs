@@ -22,6 +22,8 @@ pub(crate) struct Run {
     pub(crate) report: Option<MatchReport>,
     pub(crate) error: Option<String>,
     pub(crate) started: Option<Instant>,
+    /// The run's job in the host's catalog.
+    pub(crate) job: Option<i64>,
 }
 
 /// What a GET of a run answers.
@@ -38,6 +40,21 @@ pub struct RunStatus {
 }
 
 impl Run {
+    /// Marks the run failed (the first reason stands) and closes its job.
+    pub(crate) fn fail(&mut self, dir: &std::path::Path, error: String) {
+        let error = self.error.get_or_insert(error).clone();
+        self.close_job(dir, Some(&error));
+    }
+
+    /// Moves the run's job to `done` (no error) or `failed`, once.
+    pub(crate) fn close_job(&mut self, dir: &std::path::Path, error: Option<&str>) {
+        if let (Some(job), Ok(node)) = (self.job.take(), NodeDir::open(dir))
+            && let Ok(mut catalog) = node.catalog()
+        {
+            let _ = catalog.finish_job(job, error);
+        }
+    }
+
     pub(crate) fn status(&self, names: &[String]) -> RunStatus {
         RunStatus {
             state: if self.error.is_some() {

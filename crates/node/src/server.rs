@@ -278,6 +278,9 @@ async fn start_match(
             "only this node's operator starts a match it hosts",
         );
     }
+    if let Err(r) = host_check(&body, &state.party) {
+        return r;
+    }
     let mut raw = [0u8; 8];
     if rand::rngs::OsRng.try_fill_bytes(&mut raw).is_err() {
         return problem(
@@ -287,14 +290,6 @@ async fn start_match(
         );
     }
     let run: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    state.runs.lock().await.insert(
-        run.clone(),
-        Run {
-            collaboration: id.clone(),
-            started: Some(std::time::Instant::now()),
-            ..Run::default()
-        },
-    );
     let Ok(node) = NodeDir::open(&state.dir) else {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -302,6 +297,28 @@ async fn start_match(
             "node directory unreadable",
         );
     };
+    // The run is a job in the host's catalog: running until linked or failed.
+    let job = match node.catalog().and_then(|mut c| {
+        Ok(c.start_job("match", Some(&id), &serde_json::json!({ "run": run }))?)
+    }) {
+        Ok(job) => job,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    state.runs.lock().await.insert(
+        run.clone(),
+        Run {
+            collaboration: id.clone(),
+            started: Some(std::time::Instant::now()),
+            job: Some(job),
+            ..Run::default()
+        },
+    );
     let node = Arc::new(node);
     for m in body.members.clone() {
         let (node, runs, run, id) = (node.clone(), state.runs.clone(), run.clone(), id.clone());
@@ -328,7 +345,7 @@ async fn start_match(
             if let Some(e) = failed
                 && let Some(r) = runs.lock().await.get_mut(&run)
             {
-                r.error.get_or_insert(e);
+                r.fail(node.dir(), e);
             }
         });
     }
@@ -477,8 +494,11 @@ async fn receive_result(
             let mut runs = runs.blocking_lock();
             if let Some(r) = runs.get_mut(&run2) {
                 match outcome {
-                    Ok(report) => r.report = Some(report),
-                    Err(e) => r.error = Some(e),
+                    Ok(report) => {
+                        r.close_job(&dir, None);
+                        r.report = Some(report);
+                    }
+                    Err(e) => r.fail(&dir, e),
                 }
             }
         });

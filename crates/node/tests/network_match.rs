@@ -155,15 +155,19 @@ async fn three_nodes_match_like_local_mode() {
     }
     assert_eq!(report["identifiers"], local["identifiers"]);
 
-    // The host audited the match.
+    // The host audited the match and kept it as a finished job.
+    let catalog = retail.catalog().unwrap();
     assert!(
-        retail
-            .catalog()
-            .unwrap()
+        catalog
             .audit_entries()
             .unwrap()
             .iter()
             .any(|e| e.action == "match")
+    );
+    let jobs = catalog.jobs().unwrap();
+    assert_eq!(
+        (jobs.len(), jobs[0].kind.as_str(), jobs[0].state.as_str()),
+        (1, "match", "done")
     );
 
     for s in stops {
