@@ -55,6 +55,25 @@ fn signed_pair(root: &Path) -> (NodeDir, NodeDir, Contract) {
     (social, retail, c)
 }
 
+type Server = tokio::task::JoinHandle<jingteng_node::Result<()>>;
+
+/// Serves the node at `dir` on a free loopback port: its address, a stop switch, the task.
+async fn serve_on_loopback(
+    dir: std::path::PathBuf,
+) -> (String, tokio::sync::oneshot::Sender<()>, Server) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let node = NodeDir::open(&dir).unwrap();
+        serve(&node, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (addr, stop, server)
+}
+
 #[test]
 fn every_member_signs_and_a_changed_contract_voids_signatures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -95,17 +114,7 @@ async fn mutual_tls_admits_contract_members_only() {
     let (social, retail, _c) = signed_pair(tmp.path());
     let stranger = node(tmp.path(), "stranger");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let retail_dir = tmp.path().join("retail");
-    let server = tokio::spawn(async move {
-        let retail = NodeDir::open(&retail_dir).unwrap();
-        serve(&retail, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (addr, stop, server) = serve_on_loopback(tmp.path().join("retail")).await;
     let retail_cert = contract::card(&retail).unwrap().cert_sha256;
 
     // A member, pinning retail's certificate: authenticated, and known by party.
@@ -155,17 +164,7 @@ async fn mutual_tls_admits_contract_members_only() {
 async fn a_member_re_blinds_through_the_api() {
     let tmp = tempfile::tempdir().unwrap();
     let (social, retail, _c) = signed_pair(tmp.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let retail_dir = tmp.path().join("retail");
-    let server = tokio::spawn(async move {
-        let retail = NodeDir::open(&retail_dir).unwrap();
-        serve(&retail, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (addr, stop, server) = serve_on_loopback(tmp.path().join("retail")).await;
     let cert = contract::card(&retail).unwrap().cert_sha256;
 
     // Social blinds its values, retail re-blinds them remotely: equal values give equal
