@@ -276,14 +276,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Peak resident memory of this process, where the platform reports it.
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// A progress bar on standard error (hidden when it is not a terminal).
 pub(crate) fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);

@@ -3,7 +3,9 @@
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_synth::{Config, generate};
 
-use crate::{SynthArgs, parse_scale, peak_rss_bytes, progress_bar};
+use jingteng_match::bench::peak_rss_bytes;
+
+use crate::{SynthArgs, parse_scale, progress_bar};
 
 pub(crate) fn run(args: SynthArgs) -> anyhow::Result<()> {
     let scale = parse_scale(&args.scale)?;

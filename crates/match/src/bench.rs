@@ -57,6 +57,12 @@ fn proc_status_kb(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Peak resident memory of this process in bytes, where the platform reports it
+/// (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_kb("VmHWM:").map(|kb| kb * 1024)
+}
+
 /// Identifier columns of a record of person `i`, for `keys` types.
 fn values(i: u64, keys: u32) -> Vec<String> {
     let mut v = vec![format!(

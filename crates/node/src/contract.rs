@@ -15,7 +15,7 @@ use jingteng_psi::Collaboration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, NodeDir, Result, file_err, hex};
+use crate::{Error, NodeDir, Result, decode_hex, file_err, hex};
 
 /// What a member publishes about itself so others can pin it: `jingteng collab card`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,18 +70,6 @@ pub struct ContractStatus {
     pub pending: Vec<String>,
     /// True when every member has signed: only then may anything run.
     pub active: bool,
-}
-
-fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.trim().as_bytes();
-    if b.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// This node's card.

@@ -128,6 +128,19 @@ pub struct Initialised {
     pub cert_sha256: String,
 }
 
+/// `N` bytes from exactly `2N` hex digits (surrounding white space ignored).
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let b = s.trim().as_bytes();
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -346,15 +359,9 @@ impl NodeDir {
             Err(_) => read_secret(&path)?,
         };
         let text = std::str::from_utf8(&text).map_err(|_| file_err(&path, "not a hex key"))?;
-        let mut seed = Zeroizing::new([0u8; 32]);
-        let t = text.trim().as_bytes();
-        if t.len() != 64 {
-            return Err(file_err(&path, "not a 32-byte hex key"));
-        }
-        for (i, pair) in t.chunks_exact(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| file_err(&path, "not a hex key"))?;
-            seed[i] = u8::from_str_radix(s, 16).map_err(|_| file_err(&path, "not a hex key"))?;
-        }
+        let seed = Zeroizing::new(
+            decode_hex::<32>(text).ok_or_else(|| file_err(&path, "not a 32-byte hex key"))?,
+        );
         let key = SigningKey::from_bytes(&seed);
         if hex(key.verifying_key().as_bytes()) != self.config.public_key {
             return Err(file_err(
