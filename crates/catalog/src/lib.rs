@@ -447,6 +447,43 @@ impl Catalog {
         Ok(())
     }
 
+    /// Records a job's progress (JSON) and its state while it runs: `running`, or
+    /// `retrying` while a peer it needs does not answer.
+    pub fn update_job(&mut self, id: i64, state: &str, progress: &serde_json::Value) -> Result<()> {
+        if !matches!(state, "running" | "retrying") {
+            return Err(Error::Internal(format!(
+                "update_job to {state:?}: only running or retrying (finish_job ends a job)"
+            )));
+        }
+        let changed = self.conn.execute(
+            "UPDATE jobs SET state = ?1, progress = ?2, updated_ms = ?3
+             WHERE id = ?4 AND state IN ('queued', 'running', 'retrying')",
+            params![state, progress.to_string(), now_ms(), id],
+        )?;
+        if changed == 0 {
+            return Err(Error::Internal(format!("no unfinished job {id}")));
+        }
+        Ok(())
+    }
+
+    /// Takes up an unfinished job again (after a restart): it is `running` once more and
+    /// its attempts grow by one. Returns the attempts so far, this one included.
+    pub fn resume_job(&mut self, id: i64) -> Result<i64> {
+        let changed = self.conn.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_ms = ?1
+             WHERE id = ?2 AND state IN ('queued', 'running', 'retrying')",
+            params![now_ms(), id],
+        )?;
+        if changed == 0 {
+            return Err(Error::Internal(format!("no unfinished job {id}")));
+        }
+        Ok(self
+            .conn
+            .query_row("SELECT attempts FROM jobs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// Every job, newest first.
     pub fn jobs(&self) -> Result<Vec<Job>> {
         let mut stmt = self.conn.prepare(

@@ -137,3 +137,26 @@ fn jobs_move_through_their_states() {
     assert_eq!(jobs[1].state, "done");
     assert!(c.finish_job(99, None).is_err());
 }
+
+#[test]
+fn an_unfinished_job_is_resumed_and_a_finished_one_is_not() {
+    let mut c = Catalog::in_memory().unwrap();
+    let a = c
+        .start_job("match", Some("pilot"), &json!({"run": "ab"}))
+        .unwrap();
+    c.update_job(a, "retrying", &json!({"run": "ab", "retrying": "brand"}))
+        .unwrap();
+    assert_eq!(c.jobs().unwrap()[0].state, "retrying");
+    assert_eq!(c.resume_job(a).unwrap(), 2);
+    let job = &c.jobs().unwrap()[0];
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.progress.as_str()),
+        ("running", 2, r#"{"retrying":"brand","run":"ab"}"#)
+    );
+    // update_job never ends a job, and a finished job stays finished.
+    assert!(c.update_job(a, "done", &json!({})).is_err());
+    c.finish_job(a, None).unwrap();
+    assert!(c.resume_job(a).is_err());
+    assert!(c.update_job(a, "running", &json!({})).is_err());
+    assert_eq!(c.jobs().unwrap()[0].state, "done");
+}
