@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod demo;
 mod matching;
 mod node;
 mod synth;
@@ -28,6 +29,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
     /// Generate a synthetic social / retail / brand world with known ground truth.
     ///
     /// Writes every party's tables as CSV and Parquet under DIR (social/, retail/,
@@ -253,6 +255,7 @@ struct SynthArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Match(args) => matching::run(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),

@@ -21,7 +21,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn local(spec: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn local(spec: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let bar = progress_bar(0, "rows");
     bar.set_message("matching");
     let report = jingteng_match::run(spec, &|party: &str, rows: u64| {
@@ -40,74 +40,77 @@ fn networked(
     timeout: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let node = jingteng_node::NodeDir::open(dir)?;
-    let me = jingteng_node::contract::card(&node)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let start = format!("/v1/collaborations/{collab}/match");
-        let (status, body) = jingteng_node::post_to_peer(
-            &node,
-            &me.endpoint,
-            &me.cert_sha256,
-            &start,
-            "application/json",
-            vec![],
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "reaching this node at {} (is `jingteng serve --dir {}` running?)",
-                me.endpoint,
-                dir.display()
-            )
-        })?;
-        if status != 202 {
+    let hint = format!("is `jingteng serve --dir {}` running?", dir.display());
+    runtime.block_on(start_and_follow(&node, collab, timeout, &hint))
+}
+
+/// Asks the serving host `node`, as its operator, to start a networked match of
+/// `collab`, and follows the run (with a spinner) to its report. `hint` is added when
+/// the node cannot be reached.
+pub(crate) async fn start_and_follow(
+    node: &jingteng_node::NodeDir,
+    collab: &str,
+    timeout: u64,
+    hint: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let me = jingteng_node::contract::card(node)?;
+    let start = format!("/v1/collaborations/{collab}/match");
+    let (status, body) = jingteng_node::post_to_peer(
+        node,
+        &me.endpoint,
+        &me.cert_sha256,
+        &start,
+        "application/json",
+        vec![],
+    )
+    .await
+    .with_context(|| format!("reaching this node at {} ({hint})", me.endpoint))?;
+    if status != 202 {
+        anyhow::bail!(
+            "the node refused to start the match ({status}): {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let run = serde_json::from_slice::<serde_json::Value>(&body)?["run"]
+        .as_str()
+        .context("no run id in the answer")?
+        .to_string();
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("match {run}: waiting for the members"));
+    let path = format!("{start}/{run}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        bar.tick();
+        let (status, body) =
+            jingteng_node::get_from_peer(node, &me.endpoint, &me.cert_sha256, &path).await?;
+        if status != 200 {
             anyhow::bail!(
-                "the node refused to start the match ({status}): {}",
+                "following match {run} ({status}): {}",
                 String::from_utf8_lossy(&body)
             );
         }
-        let run = serde_json::from_slice::<serde_json::Value>(&body)?["run"]
-            .as_str()
-            .context("no run id in the answer")?
-            .to_string();
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("match {run}: waiting for the members"));
-        let path = format!("{start}/{run}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
-        loop {
-            bar.tick();
-            let (status, body) =
-                jingteng_node::get_from_peer(&node, &me.endpoint, &me.cert_sha256, &path).await?;
-            if status != 200 {
-                anyhow::bail!(
-                    "following match {run} ({status}): {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            let s: jingteng_node::RunStatus = serde_json::from_slice(&body)?;
-            if let Some(e) = s.error {
-                bar.finish_and_clear();
-                anyhow::bail!("match {run} failed: {e}");
-            }
-            if let Some(report) = s.report {
-                bar.finish_and_clear();
-                return Ok(report);
-            }
-            let received = if s.received.is_empty() {
-                "nobody yet".to_string()
-            } else {
-                s.received.join(", ")
-            };
-            if std::time::Instant::now() > deadline {
-                bar.finish_and_clear();
-                anyhow::bail!(
-                    "match {run}: no result within {timeout} s; received from: {received}"
-                );
-            }
-            bar.set_message(format!("match {run}: received from {received}"));
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let s: jingteng_node::RunStatus = serde_json::from_slice(&body)?;
+        if let Some(e) = s.error {
+            bar.finish_and_clear();
+            anyhow::bail!("match {run} failed: {e}");
         }
-    })
+        if let Some(report) = s.report {
+            bar.finish_and_clear();
+            return Ok(report);
+        }
+        let received = if s.received.is_empty() {
+            "nobody yet".to_string()
+        } else {
+            s.received.join(", ")
+        };
+        if std::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            anyhow::bail!("match {run}: no result within {timeout} s; received from: {received}");
+        }
+        bar.set_message(format!("match {run}: received from {received}"));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 fn report_from(v: &serde_json::Value) -> anyhow::Result<MatchReport> {

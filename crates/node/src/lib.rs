@@ -295,10 +295,7 @@ fn build(dir: &Path, party: &str) -> Result<(NodeConfig, String)> {
         tls_key: "secrets/tls.key.pem".into(),
         signing_key: "secrets/signing.key".into(),
     };
-    let text = format!(
-        "# Jingteng node configuration. No secrets here: keys live in secrets/ (mode 0600).\n{}",
-        toml::to_string(&config).map_err(|e| Error::Internal(e.to_string()))?
-    );
+    let text = config_text(&config)?;
     let cfg_path = dir.join("node.toml");
     fs::write(&cfg_path, text).map_err(|e| file_err(&cfg_path, e))?;
 
@@ -311,6 +308,14 @@ fn build(dir: &Path, party: &str) -> Result<(NodeConfig, String)> {
         &serde_json::json!({"public_key": public_key, "cert_sha256": cert_sha256}),
     )?;
     Ok((config, cert_sha256))
+}
+
+/// The text of `node.toml` for `config`.
+fn config_text(config: &NodeConfig) -> Result<String> {
+    Ok(format!(
+        "# Jingteng node configuration. No secrets here: keys live in secrets/ (mode 0600).\n{}",
+        toml::to_string(config).map_err(|e| Error::Internal(e.to_string()))?
+    ))
 }
 
 /// An initialised node's directory.
@@ -343,6 +348,21 @@ impl NodeDir {
     /// The configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// Changes the address the node listens on (and that its card advertises), rewriting
+    /// `node.toml`. Do it before the node's card goes into a contract: members pin the
+    /// endpoint they signed.
+    pub fn set_listen(&mut self, listen: &str) -> Result<()> {
+        let path = self.dir.join("node.toml");
+        let mut config = self.config.clone();
+        config.listen = listen.to_string();
+        let text = config_text(&config)?;
+        let tmp = self.dir.join("node.toml.partial");
+        fs::write(&tmp, text).map_err(|e| file_err(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
+        self.config = config;
+        Ok(())
     }
 
     /// Opens the catalog.

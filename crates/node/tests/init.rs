@@ -78,3 +78,20 @@ fn bad_party_names_are_refused() {
         .to_string();
     assert!(err.contains("lower-case"), "{err}");
 }
+
+#[test]
+fn set_listen_rewrites_node_toml_and_the_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("social");
+    init(&dir, "social").unwrap();
+    let mut node = NodeDir::open(&dir).unwrap();
+    node.set_listen("127.0.0.1:17001").unwrap();
+    assert_eq!(node.config().listen, "127.0.0.1:17001");
+    let reopened = NodeDir::open(&dir).unwrap();
+    assert_eq!(reopened.config(), node.config());
+    assert_eq!(
+        jingteng_node::contract::card(&reopened).unwrap().endpoint,
+        "127.0.0.1:17001"
+    );
+    assert!(!dir.join("node.toml.partial").exists());
+}

@@ -1,0 +1,629 @@
+//! `jingteng demo`: a synthetic world, three real nodes on loopback under one signed
+//! contract, the networked match checked against local mode and the world's truth, and
+//! `report.json`.
+//!
+//! The report is one JSON object; each capability adds its own top-level key as it
+//! lands (`match` today; `insight`, `audience`, `attribution`, `lift`, `reach` later).
+//! See docs/demo.md.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use jingteng_node::NodeDir;
+use jingteng_node::contract::{self, ContractStatus};
+use serde_json::{Value, json};
+
+use crate::{matching, node::shutdown_signal, parse_scale, progress_bar};
+
+/// The scale `jingteng demo` uses unless told otherwise: small enough that a debug
+/// build finishes in well under a minute on two cores.
+const DEFAULT_SCALE: &str = "tiny";
+
+/// The parties of the synthetic world's spec, in spec order, each with the table that
+/// holds its identifiers (what it imports and matches).
+const PARTIES: [(&str, &str); 3] = [("social", "users"), ("retail", "users"), ("brand", "crm")];
+
+/// The party the synthetic spec names host: it proposes the contract and runs the match.
+const HOST: &str = "retail";
+
+/// How long the networked match may take before the demo gives up.
+const MATCH_TIMEOUT_SECS: u64 = 1800;
+
+/// What a previous demo leaves in its directory: only these are replaced by --force.
+const DEMO_ENTRIES: [&str; 4] = ["world", "nodes", "report.json", "truth.json"];
+
+/// Runs the whole loop on a synthetic world with three real nodes on loopback.
+///
+/// Generates a world (as `jingteng synth`) into DIR/world; creates a node for each party
+/// (social, retail as host, brand) under DIR/nodes/<party>/ on free loopback ports;
+/// proposes the world's collab.toml as a contract at the host and signs it at every
+/// node; imports each party's identity table into its node; starts the three nodes in
+/// this process (mutual TLS, pinned by the contract); runs the networked match from the
+/// host and checks it against the local-mode match of the same world and against the
+/// world's truth.json. Prints a summary and writes DIR/report.json (with truth.json
+/// next to it). Then keeps the nodes up until Ctrl-C, unless --no-serve.
+///
+/// Today the demo covers the world, the nodes, the signed contract and the match; the
+/// query engine, audiences, measurement and the web dashboard join it as they land.
+/// See docs/demo.md.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Directory for everything the demo makes: world/, nodes/<party>/, report.json,
+    /// truth.json. Created; must be empty unless --force.
+    #[arg(long, value_name = "DIR", default_value = "demo")]
+    out: PathBuf,
+    /// tiny (5 k people), small (50 k), medium (1 M), large (10 M), or a number of
+    /// people. In a debug build tiny takes about 10 s on two cores, 20 k people about
+    /// 40 s.
+    #[arg(long, default_value = DEFAULT_SCALE)]
+    scale: String,
+    /// Random seed of the world.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Replace a previous demo in DIR (only what a demo makes there is removed; any
+    /// other file makes the demo refuse).
+    #[arg(long)]
+    force: bool,
+    /// Stop the nodes and exit once the report is written, instead of serving until
+    /// Ctrl-C.
+    #[arg(long)]
+    no_serve: bool,
+    /// Print report.json on standard output instead of the summary (progress and the
+    /// nodes' addresses go to standard error).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One party's node while the demo runs.
+struct DemoNode {
+    party: &'static str,
+    table: &'static str,
+    node: NodeDir,
+    listener: std::net::TcpListener,
+    rows: u64,
+}
+
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let scale = parse_scale(&args.scale)?;
+    let out = args.out.as_path();
+    prepare(out, args.force)?;
+    let started = Instant::now();
+    let step = |n: u32, text: String| eprintln!("[{n}/5] {text}");
+
+    // 1. The world.
+    let world = out.join("world");
+    let config = jingteng_synth::Config {
+        seed: args.seed,
+        scale,
+        force: false,
+    };
+    let bar = progress_bar(scale.people(), "people");
+    bar.set_message("generating the world");
+    let summary = jingteng_synth::generate(&config, &world, &|done, _total| bar.set_position(done))
+        .with_context(|| format!("generating the synthetic world in {}", world.display()))?;
+    bar.finish_and_clear();
+    let spec = world.join("collab.toml");
+    let truth_path = out.join("truth.json");
+    std::fs::copy(world.join("truth.json"), &truth_path)
+        .with_context(|| format!("copying the world's truth.json to {}", truth_path.display()))?;
+    let truth = summary.truth;
+    step(
+        1,
+        format!(
+            "world: {} people (seed {}) in {} ({:.1} s)",
+            scale.people(),
+            args.seed,
+            world.display(),
+            summary.elapsed.as_secs_f64()
+        ),
+    );
+
+    // 2. The nodes, each on a free loopback port.
+    let nodes_dir = out.join("nodes");
+    let mut nodes = Vec::new();
+    for (party, table) in PARTIES {
+        let dir = nodes_dir.join(party);
+        jingteng_node::init(&dir, party)
+            .with_context(|| format!("creating the {party} node in {}", dir.display()))?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .with_context(|| format!("finding a free loopback port for the {party} node"))?;
+        let addr = listener
+            .local_addr()
+            .with_context(|| format!("the {party} node's loopback port"))?;
+        let mut node = NodeDir::open(&dir)?;
+        node.set_listen(&addr.to_string())?;
+        nodes.push(DemoNode {
+            party,
+            table,
+            node,
+            listener,
+            rows: 0,
+        });
+    }
+    step(
+        2,
+        format!(
+            "nodes: {} under {}",
+            nodes
+                .iter()
+                .map(|n| format!("{} on {}", n.party, n.node.config().listen))
+                .collect::<Vec<_>>()
+                .join(", "),
+            nodes_dir.display()
+        ),
+    );
+
+    // 3. The contract: the host proposes the world's spec, every other member signs,
+    // every node records the fully signed contract.
+    let host = nodes
+        .iter()
+        .position(|n| n.party == HOST)
+        .context("internal error (this is a bug): the host is not among the parties")?;
+    let cards = nodes
+        .iter()
+        .filter(|n| n.party != HOST)
+        .map(|n| contract::card(&n.node))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut c = contract::propose(&nodes[host].node, &spec, cards)
+        .with_context(|| format!("proposing {} as a contract at {HOST}", spec.display()))?;
+    let mut status: Option<ContractStatus> = None;
+    for n in nodes.iter().filter(|n| n.party != HOST) {
+        status = Some(
+            contract::sign(&n.node, &mut c)
+                .with_context(|| format!("signing the contract at {}", n.party))?,
+        );
+    }
+    let status = status.map_or_else(|| c.status(), Ok)?;
+    if !status.active {
+        anyhow::bail!(
+            "the contract is not active after every node signed; pending: {}",
+            status.pending.join(", ")
+        );
+    }
+    for n in &nodes {
+        contract::record(&n.node, &c, &status, "activate")
+            .with_context(|| format!("recording the contract at {}", n.party))?;
+    }
+    let contract_path = nodes_dir.join("contract.json");
+    c.write(&contract_path)?;
+    step(
+        3,
+        format!(
+            "contract {} ({}…): proposed by {HOST}, signed by {}, active",
+            status.collaboration,
+            &status.contract_sha256[..16],
+            status.signed.join(", ")
+        ),
+    );
+
+    // 4. Each party imports its identity table into its own node.
+    for n in &mut nodes {
+        let made = jingteng_node::import(&n.node, &spec, n.table, None)
+            .with_context(|| format!("importing {}/{} into its node", n.party, n.table))?;
+        n.rows = made.rows;
+    }
+    step(
+        4,
+        format!(
+            "imported {}",
+            nodes
+                .iter()
+                .map(|n| format!("{}/{} ({} rows)", n.party, n.table, n.rows))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+
+    // 5. Serve all three in this process; the host runs the networked match.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    let mut members = Vec::new();
+    for n in nodes {
+        let card = contract::card(&n.node)?;
+        members.push((n.party, n.table, n.rows, card));
+        let mut stopped = stopped.clone();
+        n.listener
+            .set_nonblocking(true)
+            .with_context(|| format!("the {} node's listener", n.party))?;
+        let party = n.party;
+        let (node, listener) = (n.node, n.listener);
+        servers.push((
+            party,
+            runtime.spawn(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                jingteng_node::serve(&node, listener, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await?;
+                anyhow::Ok(())
+            }),
+        ));
+    }
+    let host_node = NodeDir::open(&nodes_dir.join(HOST))?;
+    let networked_started = Instant::now();
+    let networked = runtime.block_on(async {
+        for (party, _, _, card) in &members {
+            wait_healthy(&host_node, party, card).await?;
+        }
+        matching::start_and_follow(
+            &host_node,
+            &status.collaboration,
+            MATCH_TIMEOUT_SECS,
+            "the demo's nodes run in this process; one of them stopped",
+        )
+        .await
+    });
+    let networked = match networked {
+        Ok(r) => r,
+        Err(e) => {
+            stop_servers(&runtime, &stop, servers);
+            return Err(e.context("the networked match"));
+        }
+    };
+    let networked_secs = networked_started.elapsed().as_secs_f64();
+    let local_started = Instant::now();
+    let local = matching::local(&spec).context("the local-mode match (the check)")?;
+    let local_secs = local_started.elapsed().as_secs_f64();
+    let differences = differences(&networked, &local);
+    let off_truth = off_truth(&networked, &truth);
+    step(
+        5,
+        format!(
+            "networked match at {HOST} in {networked_secs:.1} s; local-mode check in {local_secs:.1} s: {}",
+            if differences.is_empty() {
+                "equal".to_string()
+            } else {
+                format!("DIFFERENT ({})", differences.join(", "))
+            }
+        ),
+    );
+
+    // The report.
+    let report = json!({
+        "jingteng": { "version": env!("CARGO_PKG_VERSION"), "command": "demo" },
+        "world": {
+            "dir": "world",
+            "seed": args.seed,
+            "scale": scale.name(),
+            "people": truth["people"],
+        },
+        "truth": "truth.json",
+        "nodes": members.iter().map(|(party, table, rows, card)| {
+            (party.to_string(), json!({
+                "dir": format!("nodes/{party}"),
+                "endpoint": card.endpoint,
+                "cert_sha256": card.cert_sha256,
+                "host": *party == HOST,
+                "imported": { "table": table, "rows": rows },
+            }))
+        }).collect::<serde_json::Map<_, _>>(),
+        "contract": {
+            "file": "nodes/contract.json",
+            "collaboration": status.collaboration,
+            "sha256": status.contract_sha256,
+            "signed": status.signed,
+        },
+        "match": networked,
+        "checks": {
+            "networked_equals_local": differences.is_empty(),
+            "networked_differs_from_local_in": differences,
+            "matched_equals_truth_linkable": off_truth.is_empty(),
+            "differs_from_truth": off_truth,
+        },
+        "seconds": {
+            "world": summary.elapsed.as_secs_f64(),
+            "networked_match": networked_secs,
+            "local_match": local_secs,
+            "total": started.elapsed().as_secs_f64(),
+        },
+    });
+    let report_path = out.join("report.json");
+    let tmp = out.join("report.json.partial");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &report_path)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(out, &report, &truth, &differences);
+    }
+    for d in &differences {
+        eprintln!(
+            "warning: the networked match's `{d}` differs from the local-mode match of the same world; this is a bug, please report it with {}",
+            report_path.display()
+        );
+    }
+    if !off_truth.is_empty() {
+        eprintln!(
+            "warning: matched counts differ from truth.json's linkable figures: {}",
+            off_truth.join("; ")
+        );
+    }
+
+    if args.no_serve {
+        stop_servers(&runtime, &stop, servers);
+        return Ok(());
+    }
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(String::new());
+    say(
+        "The three nodes are up (mutual TLS; only the contract's members get in), until Ctrl-C:"
+            .into(),
+    );
+    for (party, _, _, card) in &members {
+        say(format!(
+            "  {party:<7} https://{}/v1/health{}",
+            card.endpoint,
+            if *party == HOST { "   (host)" } else { "" }
+        ));
+    }
+    if let Some((peer, _, _, card)) = members.iter().find(|m| m.0 != HOST) {
+        let d = nodes_dir.display();
+        say(format!(
+            "Ask the {peer} node for its health as the {HOST} node would:\n  curl --cacert {d}/{peer}/tls/cert.pem --cert {d}/{HOST}/tls/cert.pem --key {d}/{HOST}/secrets/tls.key.pem https://{}/v1/health",
+            card.endpoint,
+        ));
+    }
+    say("The web dashboard is not built yet (issue #8).".into());
+    runtime.block_on(shutdown_signal());
+    eprintln!("stopping the nodes…");
+    stop_servers(&runtime, &stop, servers);
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Makes `out` ready: created if missing; if it holds anything, refused without
+/// `force`, and with it only a previous demo's entries are removed.
+fn prepare(out: &Path, force: bool) -> anyhow::Result<()> {
+    if !out.exists() {
+        return std::fs::create_dir_all(out)
+            .with_context(|| format!("creating the demo directory {}", out.display()));
+    }
+    if !out.is_dir() {
+        anyhow::bail!("{}: exists and is not a directory", out.display());
+    }
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let e = e.with_context(|| format!("reading {}", out.display()))?;
+        entries.push(e.file_name().to_string_lossy().into_owned());
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        anyhow::bail!(
+            "{}: exists and is not empty (use --force to replace the demo there, or choose another --out)",
+            out.display()
+        );
+    }
+    entries.sort();
+    let ours = |name: &str| {
+        DEMO_ENTRIES.contains(&name)
+            || name.ends_with(".partial")
+            || (name.starts_with(".world.") && !name.contains('/'))
+    };
+    let foreign: Vec<&String> = entries.iter().filter(|n| !ours(n)).collect();
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "{}: --force replaces only a previous demo, and this directory also holds {}; choose another --out or move them away",
+            out.display(),
+            foreign
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for name in entries {
+        let p = out.join(&name);
+        let removed = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        removed.with_context(|| format!("removing the previous demo's {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Waits until `party`'s node answers its health check (asked as the host), for up to
+/// ten seconds.
+async fn wait_healthy(
+    host: &NodeDir,
+    party: &str,
+    card: &contract::MemberCard,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer =
+            jingteng_node::get_from_peer(host, &card.endpoint, &card.cert_sha256, "/v1/health")
+                .await;
+        match answer {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) if Instant::now() > deadline => anyhow::bail!(
+                "the {party} node at {} answered its health check with {status}: {}",
+                card.endpoint,
+                String::from_utf8_lossy(&body)
+            ),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "the {party} node at {} did not come up within 10 s",
+                        card.endpoint
+                    )
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Tells every server to stop and waits for them; a server that failed says so.
+fn stop_servers(
+    runtime: &tokio::runtime::Runtime,
+    stop: &tokio::sync::watch::Sender<bool>,
+    servers: Vec<(&'static str, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+) {
+    let _ = stop.send(true);
+    runtime.block_on(async {
+        for (party, server) in servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("warning: the {party} node stopped with an error: {e:#}"),
+                Err(e) => eprintln!("warning: the {party} node's task failed: {e}"),
+            }
+        }
+    });
+}
+
+/// The parts of the report in which the networked match and local mode disagree (their
+/// timings aside).
+fn differences(networked: &Value, local: &Value) -> Vec<String> {
+    [
+        "collaboration",
+        "parties",
+        "records",
+        "identifiers",
+        "overlap",
+        "conflicts",
+        "channels",
+    ]
+    .into_iter()
+    .filter(|k| networked[k] != local[k])
+    .map(str::to_string)
+    .collect()
+}
+
+/// Where the matched counts differ from truth.json's linkable figures, one line each.
+fn off_truth(report: &Value, truth: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(sets) = truth["overlap"].as_object() else {
+        return vec!["truth.json has no `overlap` object".into()];
+    };
+    for (key, t) in sets {
+        let m = &report["overlap"][key];
+        if m["matched"] != t["linkable"] {
+            out.push(format!(
+                "{key}: matched {} vs linkable {}",
+                m["matched"], t["linkable"]
+            ));
+        }
+        for (id_type, n) in t["by_id_type"].as_object().into_iter().flatten() {
+            let got = m["by_id_type"].get(id_type).unwrap_or(&Value::Null);
+            // A type no channel carried is absent from the report: zero matched.
+            let got_n = got.as_u64().unwrap_or(0);
+            if Some(got_n) != n.as_u64() {
+                out.push(format!(
+                    "{key} via {id_type}: matched {got_n} vs linkable {n}"
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[String]) {
+    let n = |v: &Value| {
+        v.as_u64()
+            .map_or_else(|| "-".to_string(), |x| x.to_string())
+    };
+    println!(
+        "\nJingteng demo: a synthetic world of {} people, three nodes on loopback, one signed contract ({}).",
+        n(&report["world"]["people"]["world"]),
+        report["contract"]["collaboration"].as_str().unwrap_or("?"),
+    );
+    let mut people = Table::new();
+    people.load_preset(UTF8_FULL_CONDENSED);
+    people.set_header(["party", "node", "people", "records imported"]);
+    for party in report["match"]["parties"].as_array().into_iter().flatten() {
+        let party = party.as_str().unwrap_or("").to_string();
+        let node = &report["nodes"][&party];
+        let role = if node["host"].as_bool() == Some(true) {
+            format!("{party} (host)")
+        } else {
+            party.clone()
+        };
+        people.add_row([
+            role,
+            node["endpoint"].as_str().unwrap_or("").to_string(),
+            n(&truth["people"][&party]),
+            format!(
+                "{} {}",
+                n(&node["imported"]["rows"]),
+                node["imported"]["table"].as_str().unwrap_or("")
+            ),
+        ]);
+    }
+    println!("{people}");
+
+    let families = ["phone", "email", "device"];
+    let mut overlap = Table::new();
+    overlap.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["parties".to_string(), "matched".to_string()];
+    header.extend(families.iter().map(|f| format!("via {f} alone")));
+    overlap.set_header(header);
+    let cell = |got: &Value, want: &Value| {
+        let g = got.as_u64().unwrap_or(0);
+        match want.as_u64() {
+            Some(w) if w == g => format!("{g} ✓"),
+            Some(w) => format!("{g} ✗ (truth {w})"),
+            None => g.to_string(),
+        }
+    };
+    for (key, o) in report["match"]["overlap"].as_object().into_iter().flatten() {
+        let t = &truth["overlap"][key];
+        let mut row = vec![key.clone(), cell(&o["matched"], &t["linkable"])];
+        row.extend(
+            families
+                .iter()
+                .map(|f| cell(&o["by_id_type"][f], &t["by_id_type"][f])),
+        );
+        overlap.add_row(row);
+    }
+    println!("{overlap}");
+    println!(
+        "✓: equals truth.json's `linkable` figure (the most a perfect match can find). The networked match {} the local-mode match of the same world.",
+        if differences.is_empty() {
+            "equals"
+        } else {
+            "DIFFERS FROM"
+        }
+    );
+    let d = out.display();
+    println!(
+        "Report: {d}/report.json (truth: {d}/truth.json). Each node's data: {d}/nodes/<party>/."
+    );
+    let next = [
+        (
+            format!("jingteng audit log --dir {d}/nodes/{HOST}"),
+            "what the host did, hash-chained",
+        ),
+        (
+            format!("jingteng jobs --dir {d}/nodes/{HOST}"),
+            "the match run",
+        ),
+        (
+            format!("jingteng match --spec {d}/world/collab.toml"),
+            "the same match in one process",
+        ),
+    ];
+    let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    println!("Look around:");
+    for (command, what) in next {
+        println!("  {command:<width$}  # {what}");
+    }
+}

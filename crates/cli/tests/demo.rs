@@ -1,0 +1,160 @@
+//! `jingteng demo` as a newcomer runs it: the world, three nodes on loopback, the
+//! networked match, report.json consistent with truth.json; no overwriting by accident.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn jingteng(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args(args)
+        .output()
+        .expect("the jingteng binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_matches_the_truth_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let out_s = out.to_str().unwrap();
+    let o = jingteng(&[
+        "demo",
+        "--no-serve",
+        "--out",
+        out_s,
+        "--scale",
+        "tiny",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    // report.json is what --json printed, and points at the truth next to it.
+    let report = read_json(&out.join("report.json"));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report, printed);
+    assert_eq!(report["truth"], "truth.json");
+    let truth = read_json(&out.join(report["truth"].as_str().unwrap()));
+    assert_eq!(truth, read_json(&out.join("world/truth.json")));
+
+    // The networked match found what a perfect match can, and what local mode finds.
+    let sets = truth["overlap"].as_object().unwrap();
+    assert_eq!(sets.len(), 4);
+    for (key, t) in sets {
+        let m = &report["match"]["overlap"][key];
+        assert_eq!(m["matched"], t["linkable"], "overlap.{key}");
+        for (id_type, n) in t["by_id_type"].as_object().unwrap() {
+            assert_eq!(
+                m["by_id_type"][id_type].as_u64().unwrap_or(0),
+                n.as_u64().unwrap(),
+                "overlap.{key} via {id_type}"
+            );
+        }
+    }
+    assert_eq!(report["checks"]["networked_equals_local"], true);
+    assert_eq!(report["checks"]["matched_equals_truth_linkable"], true);
+    assert_eq!(report["match"]["collaboration"], "synth-3");
+
+    // Real nodes: each party's directory, the fully signed contract, the host's job.
+    for party in ["social", "retail", "brand"] {
+        assert!(out.join("nodes").join(party).join("node.toml").exists());
+        assert_eq!(report["nodes"][party]["host"], party == "retail");
+    }
+    assert_eq!(
+        report["contract"]["signed"],
+        serde_json::json!(["social", "retail", "brand"])
+    );
+    let contract = read_json(&out.join("nodes/contract.json"));
+    assert_eq!(contract["signatures"].as_object().unwrap().len(), 3);
+    let retail = out.join("nodes/retail");
+    let o = jingteng(&["jobs", "--dir", retail.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(jobs[0]["state"], "done");
+    // Capabilities not in the demo yet have no key, rather than made-up values.
+    for later in ["insight", "audience", "attribution", "lift", "reach"] {
+        assert!(report.get(later).is_none(), "{later}");
+    }
+
+    // A second run without --force refuses and leaves the demo alone.
+    let o = jingteng(&["demo", "--no-serve", "--out", out_s, "--scale", "tiny"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("exists and is not empty (use --force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_json(&out.join("report.json")), report);
+
+    // With --force it replaces the previous demo: new nodes, new keys, same counts.
+    let o = jingteng(&[
+        "demo",
+        "--no-serve",
+        "--force",
+        "--out",
+        out_s,
+        "--scale",
+        "tiny",
+        "--seed",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = read_json(&out.join("report.json"));
+    assert_eq!(again["match"]["overlap"], report["match"]["overlap"]);
+    assert_ne!(
+        again["nodes"]["retail"]["cert_sha256"],
+        report["nodes"]["retail"]["cert_sha256"]
+    );
+}
+
+#[test]
+fn demo_force_replaces_only_a_previous_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mine");
+    std::fs::create_dir_all(out.join("world")).unwrap();
+    std::fs::write(out.join("thesis.tex"), "precious").unwrap();
+    let o = jingteng(&[
+        "demo",
+        "--no-serve",
+        "--force",
+        "--out",
+        out.to_str().unwrap(),
+        "--scale",
+        "tiny",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("thesis.tex"), "{}", stderr(&o));
+    assert!(out.join("thesis.tex").exists());
+    assert!(out.join("world").exists());
+}
+
+#[test]
+fn demo_rejects_a_bad_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = jingteng(&[
+        "demo",
+        "--no-serve",
+        "--out",
+        out.to_str().unwrap(),
+        "--scale",
+        "huge",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--scale"), "{}", stderr(&o));
+    assert!(
+        !out.exists(),
+        "nothing is made before the arguments are checked"
+    );
+}
