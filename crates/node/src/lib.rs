@@ -19,6 +19,7 @@
 pub mod contract;
 mod import;
 mod netmatch;
+mod retry;
 mod server;
 mod tls;
 
@@ -31,7 +32,10 @@ pub fn decode_contribution(
 ) -> std::result::Result<jingteng_match::PartyContribution, String> {
     netmatch::decode_contribution(bytes)
 }
-pub use server::{API_VERSION, PSI_BATCH_TYPE, get_from_peer, post_to_peer, serve};
+pub use retry::RetryPolicy;
+pub use server::{
+    API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,
+};
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -75,6 +79,23 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// A peer stayed unreachable (or kept failing) through every retry.
+    #[error("peer {party} ({addr}): gave up after {attempts} attempts over {seconds:.1} s: {last}")]
+    PeerGaveUp {
+        /// The member.
+        party: String,
+        /// Its endpoint.
+        addr: String,
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// Seconds from the first attempt to giving up.
+        seconds: f64,
+        /// The last attempt's failure.
+        last: String,
+    },
+    /// The node is stopping; the work in progress was abandoned.
+    #[error("the node is stopping")]
+    Stopped,
     /// The catalog refused.
     #[error(transparent)]
     Catalog(#[from] jingteng_catalog::Error),
@@ -157,6 +178,56 @@ fn write_secret(path: &Path, content: &[u8]) -> Result<()> {
     let mut f = opts.open(path).map_err(|e| file_err(path, e))?;
     f.write_all(content).map_err(|e| file_err(path, e))?;
     f.sync_all().map_err(|e| file_err(path, e))
+}
+
+/// Writes `content` to `path` atomically: into a temporary file beside it (mode 0600),
+/// synced, then renamed over `path`, and the directory synced, so a reader (or a node
+/// restarted after a crash) sees the old file or the new one, never part of one.
+pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| file_err(path, "has no file name"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(file_err(&tmp, e));
+    }
+    fs::rename(&tmp, path).map_err(|e| file_err(path, e))?;
+    // The rename itself must reach the disk; a directory that cannot be synced (some
+    // file systems) still has the complete file.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) with mode 0700: for files only this node reads.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| file_err(dir, e))?;
+    }
+    Ok(())
 }
 
 /// Reads a secret file, refusing one that group or others can read.

@@ -4,32 +4,45 @@
 //! host; the host links them and every member may fetch the report — and nothing more.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jingteng_match::{ColumnTally, Keyed, MatchReport, PartyContribution, Peers, Source};
-use jingteng_psi::{BlindedBatch, Collaboration, Party};
+use jingteng_psi::{BlindedBatch, Collaboration, Party, SecretKey};
+use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::contract::MemberCard;
-use crate::{Error, NodeDir, Result};
+use crate::retry::{Call, Halt, RetryPolicy};
+use crate::{Error, NodeDir, Result, file_err, write_atomic};
 
-/// A match run at the host.
+/// A match run at the host. Its state outlives the process: the job in the catalog,
+/// every contribution received in `runs/RUN/`, and the report once linked.
 #[derive(Debug, Default)]
 pub(crate) struct Run {
     pub(crate) collaboration: String,
     pub(crate) parts: BTreeMap<usize, PartyContribution>,
     pub(crate) report: Option<MatchReport>,
     pub(crate) error: Option<String>,
-    pub(crate) started: Option<Instant>,
-    /// The run's job in the host's catalog.
+    /// When the run started (Unix ms), across restarts.
+    pub(crate) started_ms: i64,
+    /// The run's job in the host's catalog, while it is open.
     pub(crate) job: Option<i64>,
+    /// Every contribution is in and the host is linking.
+    pub(crate) linking: bool,
+    /// The member the host is retrying, and how it is going.
+    pub(crate) retrying: Option<String>,
+    /// Times the job has been taken up: 1, plus one per resume after a restart.
+    pub(crate) attempts: i64,
 }
 
 /// What a GET of a run answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStatus {
-    /// `running`, `done` or `failed`.
+    /// `running`, `retrying` (a member does not answer), `done` or `failed`.
     pub state: String,
     /// Parties whose contribution arrived.
     pub received: Vec<String>,
@@ -37,22 +50,66 @@ pub struct RunStatus {
     pub report: Option<serde_json::Value>,
     /// What went wrong, if it failed.
     pub error: Option<String>,
+    /// While retrying: which member, which attempt, what failed.
+    #[serde(default)]
+    pub retrying: Option<String>,
+    /// Times the host has taken the run up: 1, plus one per restart it survived.
+    #[serde(default)]
+    pub attempts: i64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Run {
+    pub(crate) fn is_over(&self) -> bool {
+        self.error.is_some() || self.report.is_some()
+    }
+
     /// Marks the run failed (the first reason stands) and closes its job.
-    pub(crate) fn fail(&mut self, dir: &std::path::Path, error: String) {
+    pub(crate) fn fail(&mut self, dir: &Path, error: String) {
         let error = self.error.get_or_insert(error).clone();
+        self.retrying = None;
         self.close_job(dir, Some(&error));
     }
 
     /// Moves the run's job to `done` (no error) or `failed`, once.
-    pub(crate) fn close_job(&mut self, dir: &std::path::Path, error: Option<&str>) {
+    pub(crate) fn close_job(&mut self, dir: &Path, error: Option<&str>) {
         if let (Some(job), Ok(node)) = (self.job.take(), NodeDir::open(dir))
             && let Ok(mut catalog) = node.catalog()
         {
             let _ = catalog.finish_job(job, error);
         }
+    }
+
+    /// Writes the run's progress (who has delivered, whom it is retrying) to its job.
+    pub(crate) fn save_progress(&self, dir: &Path, run: &str, names: &[String]) {
+        let Some(job) = self.job else { return };
+        let progress = serde_json::json!({
+            "run": run,
+            "received": self.received(names),
+            "retrying": self.retrying,
+        });
+        let state = if self.retrying.is_some() {
+            "retrying"
+        } else {
+            "running"
+        };
+        if let Ok(node) = NodeDir::open(dir)
+            && let Ok(mut catalog) = node.catalog()
+        {
+            let _ = catalog.update_job(job, state, &progress);
+        }
+    }
+
+    fn received(&self, names: &[String]) -> Vec<String> {
+        self.parts
+            .keys()
+            .filter_map(|p| names.get(*p).cloned())
+            .collect()
     }
 
     pub(crate) fn status(&self, names: &[String]) -> RunStatus {
@@ -61,22 +118,137 @@ impl Run {
                 "failed"
             } else if self.report.is_some() {
                 "done"
+            } else if self.retrying.is_some() {
+                "retrying"
             } else {
                 "running"
             }
             .into(),
-            received: self
-                .parts
-                .keys()
-                .filter_map(|p| names.get(*p).cloned())
-                .collect(),
+            received: self.received(names),
             report: self
                 .report
                 .as_ref()
                 .and_then(|r| serde_json::to_value(r).ok()),
             error: self.error.clone(),
+            retrying: self.retrying.clone(),
+            attempts: self.attempts,
         }
     }
+
+    /// Time since the run started, across restarts.
+    pub(crate) fn elapsed(&self) -> Duration {
+        Duration::from_millis(u64::try_from(now_ms() - self.started_ms).unwrap_or(0))
+    }
+}
+
+/// A run id as the host makes them: 16 lower-case hex digits (it names a directory).
+pub(crate) fn valid_run_id(run: &str) -> bool {
+    run.len() == 16
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Where a run's state lives at the host: `runs/RUN/`, mode 0700.
+pub(crate) fn run_dir(dir: &Path, run: &str) -> PathBuf {
+    dir.join("runs").join(run)
+}
+
+fn contribution_path(dir: &Path, run: &str, party: usize) -> PathBuf {
+    run_dir(dir, run).join(format!("party-{party}.contrib"))
+}
+
+/// Keeps a member's contribution (its wire bytes) for a run, atomically.
+pub(crate) fn store_contribution(dir: &Path, run: &str, party: usize, bytes: &[u8]) -> Result<()> {
+    crate::private_dir(&run_dir(dir, run))?;
+    write_atomic(&contribution_path(dir, run, party), bytes)
+}
+
+/// The contributions kept for a run, of parties `0..parties`.
+pub(crate) fn load_contributions(
+    dir: &Path,
+    run: &str,
+    parties: usize,
+) -> Result<BTreeMap<usize, PartyContribution>> {
+    let mut out = BTreeMap::new();
+    for party in 0..parties {
+        let path = contribution_path(dir, run, party);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(file_err(&path, e)),
+        };
+        let part = decode_contribution(&bytes).map_err(|e| file_err(&path, e))?;
+        if part.party != party {
+            return Err(file_err(&path, format!("holds party {}", part.party)));
+        }
+        out.insert(party, part);
+    }
+    Ok(out)
+}
+
+/// Removes a finished run's contributions (join keys are not kept past their use).
+pub(crate) fn discard_contributions(dir: &Path, run: &str, parties: usize) {
+    for party in 0..parties {
+        let _ = std::fs::remove_file(contribution_path(dir, run, party));
+    }
+}
+
+fn report_path(dir: &Path, run: &str) -> PathBuf {
+    run_dir(dir, run).join("report.json")
+}
+
+/// Keeps a run's report, atomically.
+pub(crate) fn store_report(dir: &Path, run: &str, report: &MatchReport) -> Result<()> {
+    crate::private_dir(&run_dir(dir, run))?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(&report_path(dir, run), &json)
+}
+
+/// A run's kept report, if it was linked.
+pub(crate) fn load_report(dir: &Path, run: &str) -> Result<Option<MatchReport>> {
+    let path = report_path(dir, run);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| file_err(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(&path, e)),
+    }
+}
+
+/// This node's PSI key for a collaboration: `secrets/psi/<SHA-256 of the id>.key` (hex
+/// of 64 uniform bytes, mode 0600, written atomically), made on first use. Kept on
+/// disk so that a node that restarts mid-match blinds with the same key and the keys
+/// already computed with it still join; never logged, never in the catalog.
+pub(crate) fn psi_key(node: &NodeDir, collaboration: &str) -> Result<Party> {
+    let secrets = node
+        .dir()
+        .join(&node.config().signing_key)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| node.dir().join("secrets"));
+    let digest = Sha256::digest(collaboration.as_bytes());
+    let path = secrets
+        .join("psi")
+        .join(format!("{}.key", crate::hex(&digest[..16])));
+    let wide: Zeroizing<[u8; 64]> = if path.exists() {
+        let text = crate::read_secret(&path)?;
+        let text = std::str::from_utf8(&text).map_err(|_| file_err(&path, "not a hex key"))?;
+        Zeroizing::new(
+            crate::decode_hex::<64>(text)
+                .ok_or_else(|| file_err(&path, "not a 64-byte hex key"))?,
+        )
+    } else {
+        let mut wide = Zeroizing::new([0u8; 64]);
+        rand::rngs::OsRng
+            .try_fill_bytes(wide.as_mut())
+            .map_err(|e| Error::Internal(format!("the operating system's RNG failed: {e}")))?;
+        crate::private_dir(&secrets.join("psi"))?;
+        write_atomic(&path, Zeroizing::new(crate::hex(wide.as_ref())).as_bytes())?;
+        wide
+    };
+    Ok(Party::new(SecretKey::from_uniform_bytes(&wide)))
 }
 
 /// The header of a contribution on the wire; the keys follow as raw bytes.
@@ -157,12 +329,17 @@ pub(crate) fn decode_contribution(bytes: &[u8]) -> Result<PartyContribution, Str
     })
 }
 
-/// The other members, reached through their APIs from a blocking thread.
+/// The other members, reached through their APIs from a blocking thread; every call
+/// retried under the node's policy.
 pub(crate) struct RemotePeers<'a> {
     pub(crate) node: &'a NodeDir,
     pub(crate) collaboration: &'a str,
     pub(crate) members: &'a [MemberCard],
     pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) halt: &'a Halt,
+    /// Members this side gave up on.
+    pub(crate) gave_up: std::sync::Mutex<Vec<String>>,
 }
 
 impl Peers for RemotePeers<'_> {
@@ -178,22 +355,35 @@ impl Peers for RemotePeers<'_> {
             .get(party)
             .ok_or_else(|| peer_err(format!("no member {party}")))?;
         let path = format!("/v1/collaborations/{}/psi/reblind", self.collaboration);
-        let (status, body) = self
-            .runtime
-            .block_on(crate::post_to_peer(
-                self.node,
-                &m.endpoint,
-                &m.cert_sha256,
-                &path,
-                crate::PSI_BATCH_TYPE,
-                batch.encode(),
-            ))
-            .map_err(|e| peer_err(e.to_string()))?;
+        let call = Call {
+            method: hyper::Method::POST,
+            path: &path,
+            body: Some((crate::PSI_BATCH_TYPE, batch.encode().into())),
+        };
+        let answer = self.runtime.block_on(crate::retry::call_peer(
+            self.node,
+            m,
+            &call,
+            self.retry,
+            self.halt,
+            &|_| {},
+        ));
+        let (status, body) = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                if matches!(e, Error::PeerGaveUp { .. })
+                    && let Ok(mut g) = self.gave_up.lock()
+                {
+                    g.push(m.party.clone());
+                }
+                return Err(peer_err(e.to_string()));
+            }
+        };
         if status != 200 {
             return Err(peer_err(format!(
                 "{} refused to re-blind ({status}): {}",
                 m.party,
-                String::from_utf8_lossy(&body)
+                crate::retry::problem_detail(&body)
             )));
         }
         let out = BlindedBatch::decode(&body)?;
@@ -213,9 +403,8 @@ impl Peers for RemotePeers<'_> {
 pub(crate) fn contribute_here(
     node: &NodeDir,
     collab: &Collaboration,
-    members: &[MemberCard],
     me: &Party,
-    runtime: tokio::runtime::Handle,
+    peers: &RemotePeers<'_>,
 ) -> Result<PartyContribution> {
     let party = collab
         .parties()
@@ -238,25 +427,24 @@ pub(crate) fn contribute_here(
                 collab.parties()[party].identity.name
             ))
         })?;
-    let peers = RemotePeers {
-        node,
-        collaboration: collab.id(),
-        members,
-        runtime,
-    };
     jingteng_match::contribute(
         collab,
         party,
         Source::File(node.dir().join(&version.path)),
         me,
-        &peers,
+        peers,
         &|_: &str, _: u64| {},
     )
     .map_err(|e| Error::Contract(format!("contributing to the match: {e}")))
 }
 
-/// Shared by the server: runs by id.
-pub(crate) type Runs = Arc<tokio::sync::Mutex<BTreeMap<String, Run>>>;
+/// Shared by the server: runs by id. A plain mutex, never held across an await.
+pub(crate) type Runs = Arc<std::sync::Mutex<BTreeMap<String, Run>>>;
+
+/// Locks the runs; a panic elsewhere while holding the lock does not lose them.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! catalog lists (and its own), knows which party each connection is, and answers
 //! versioned endpoints under `/v1/`. Errors are `application/problem+json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use jingteng_psi::{BlindedBatch, Party, SecretKey};
+use jingteng_psi::{BlindedBatch, Party};
 use rand::TryRngCore;
 use rustls::ClientConfig;
 use rustls::ServerConfig;
@@ -27,8 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::contract::{Contract, ContractBody};
-use crate::netmatch::{self, Run, Runs};
+use crate::contract::{Contract, ContractBody, MemberCard};
+use crate::netmatch::{self, Run, Runs, lock};
+use crate::retry::{Call, Halt, RetryNote, RetryPolicy, call_peer, problem_detail};
 use crate::tls::{self, PinnedClients, PinnedServer};
 use crate::{Error, NodeDir, Result, file_err, read_secret};
 
@@ -48,11 +49,45 @@ struct AppState {
     contracts: Arc<BTreeMap<String, ContractBody>>,
     /// The node's data directory (handlers that do long work reopen it).
     dir: Arc<std::path::PathBuf>,
-    /// Match runs this node hosts.
+    /// Match runs this node hosts (kept on disk too: see `netmatch`).
     runs: Runs,
-    /// This node's PSI key per collaboration, made on first use and kept in memory only
-    /// (zeroised on drop): a restarted node has a new key, so a match restarts with it.
+    /// This node's PSI key per collaboration, loaded (or made) on first use from
+    /// `secrets/psi/`, so that a restarted node blinds as before.
     psi: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<Party>>>>,
+    /// Runs this node, as a member, is contributing to or has delivered to the host:
+    /// (collaboration, run). A host asking again for one of them is answered at once.
+    contributing: Arc<std::sync::Mutex<BTreeSet<(String, String)>>>,
+    options: ServeOptions,
+    halt: Halt,
+    /// Contributions stored since the node started (serialises storing, too).
+    stored: Arc<tokio::sync::Mutex<usize>>,
+}
+
+/// How a node serves: retries, and how a host watches its runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// How calls to other members are retried.
+    pub retry: RetryPolicy,
+    /// How often a host asks again the members that have not delivered a run's
+    /// contribution: a member that restarted meanwhile starts over, one that is gone
+    /// fails the run (after the retries) naming it. Default 10 s.
+    pub watch_interval: Duration,
+    /// Tests only: after storing this many contributions, the node halts as if killed:
+    /// it answers that request with 503, drops every connection, stops its background
+    /// work and `serve` returns. What it wrote to disk stays, as after a crash.
+    #[doc(hidden)]
+    pub halt_after_contributions: Option<usize>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            watch_interval: Duration::from_secs(10),
+            halt_after_contributions: None,
+        }
+    }
 }
 
 /// Media type of a PSI batch on the wire.
@@ -168,6 +203,9 @@ async fn reblind(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
     if let Err(r) = member_check(&state, &id, &peer) {
         return r;
     }
@@ -215,24 +253,40 @@ fn member_check<'a>(
     Ok(body)
 }
 
-/// This node's PSI key for collaboration `id`: made on first use, in memory only.
+/// This node's PSI key for collaboration `id`: from `secrets/psi/`, made there on
+/// first use.
 #[allow(clippy::result_large_err)]
 async fn psi_key(state: &AppState, id: &str) -> Result<Arc<Party>, Response> {
     let mut keys = state.psi.lock().await;
     if let Some(p) = keys.get(id) {
         return Ok(p.clone());
     }
-    let mut wide = zeroize::Zeroizing::new([0u8; 64]);
-    if rand::rngs::OsRng.try_fill_bytes(wide.as_mut()).is_err() {
-        return Err(problem(
+    let made = NodeDir::open(&state.dir).and_then(|node| netmatch::psi_key(&node, id));
+    match made {
+        Ok(p) => {
+            let p = Arc::new(p);
+            keys.insert(id.to_string(), p.clone());
+            Ok(p)
+        }
+        Err(e) => Err(problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "no randomness for a key",
+            &format!("this node's key for the collaboration: {e}"),
+        )),
+    }
+}
+
+/// 503 while the node halts.
+#[allow(clippy::result_large_err)]
+fn running(state: &AppState) -> Result<(), Response> {
+    if state.halt.is_set() {
+        return Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "this node is stopping",
         ));
     }
-    let p = Arc::new(Party::new(SecretKey::from_uniform_bytes(&wide)));
-    keys.insert(id.to_string(), p.clone());
-    Ok(p)
+    Ok(())
 }
 
 /// Whether `party` is the host the contract's spec names.
@@ -260,13 +314,16 @@ fn party_names(body: &ContractBody) -> Vec<String> {
     body.members.iter().map(|m| m.party.clone()).collect()
 }
 
-/// Starts a match this node hosts: asks every member to contribute. Only the node's own
-/// operator (its own certificate) may start one.
+/// Starts a match this node hosts: records it as a job, then asks every member to
+/// contribute. Only the node's own operator (its own certificate) may start one.
 async fn start_match(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
     Extension(peer): Extension<Peer>,
 ) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
     let body = match member_check(&state, &id, &peer) {
         Ok(b) => b.clone(),
         Err(r) => return r,
@@ -289,18 +346,16 @@ async fn start_match(
             "no randomness for a run id",
         );
     }
-    let run: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let Ok(node) = NodeDir::open(&state.dir) else {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "node directory unreadable",
-        );
-    };
+    let run = crate::hex(&raw);
     // The run is a job in the host's catalog: running until linked or failed.
-    let job = match node.catalog().and_then(|mut c| {
-        Ok(c.start_job("match", Some(&id), &serde_json::json!({ "run": run }))?)
-    }) {
+    let job = NodeDir::open(&state.dir).and_then(|node| {
+        Ok(node.catalog()?.start_job(
+            "match",
+            Some(&id),
+            &serde_json::json!({ "run": run, "received": [] }),
+        )?)
+    });
+    let job = match job {
         Ok(job) => job,
         Err(e) => {
             return problem(
@@ -310,45 +365,17 @@ async fn start_match(
             );
         }
     };
-    state.runs.lock().await.insert(
+    lock(&state.runs).insert(
         run.clone(),
         Run {
             collaboration: id.clone(),
-            started: Some(std::time::Instant::now()),
+            started_ms: netmatch::now_ms(),
             job: Some(job),
+            attempts: 1,
             ..Run::default()
         },
     );
-    let node = Arc::new(node);
-    for m in body.members.clone() {
-        let (node, runs, run, id) = (node.clone(), state.runs.clone(), run.clone(), id.clone());
-        tokio::spawn(async move {
-            let path = format!("/v1/collaborations/{id}/match/{run}/contribute");
-            let answer = post_to_peer(
-                &node,
-                &m.endpoint,
-                &m.cert_sha256,
-                &path,
-                "application/json",
-                vec![],
-            )
-            .await;
-            let failed = match answer {
-                Ok((202, _)) => None,
-                Ok((status, body)) => Some(format!(
-                    "{} refused to contribute ({status}): {}",
-                    m.party,
-                    String::from_utf8_lossy(&body)
-                )),
-                Err(e) => Some(format!("{} unreachable: {e}", m.party)),
-            };
-            if let Some(e) = failed
-                && let Some(r) = runs.lock().await.get_mut(&run)
-            {
-                r.fail(node.dir(), e);
-            }
-        });
-    }
+    tokio::spawn(drive_run(state.clone(), run.clone(), body));
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run": run })),
@@ -356,19 +383,98 @@ async fn start_match(
         .into_response()
 }
 
+/// The host's side of a run until every contribution is in: asks each member that has
+/// not delivered to contribute (retrying one that does not answer), then again every
+/// `watch_interval`, so that a member that restarted starts over and one that is gone
+/// fails the run, named, instead of leaving it waiting for ever.
+async fn drive_run(state: AppState, run: String, body: ContractBody) {
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => Arc::new(n),
+        Err(e) => {
+            fail_run(&state, &run, format!("node directory: {e}"));
+            return;
+        }
+    };
+    let id = body.collaboration.clone();
+    let names = party_names(&body);
+    loop {
+        let missing: Vec<MemberCard> = {
+            let runs = lock(&state.runs);
+            let Some(r) = runs.get(&run) else { return };
+            if r.is_over() || r.linking || state.halt.is_set() {
+                return;
+            }
+            body.members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !r.parts.contains_key(i))
+                .map(|(_, m)| m.clone())
+                .collect()
+        };
+        let mut asks = JoinSet::new();
+        for m in missing {
+            let (state, node, run, names) =
+                (state.clone(), node.clone(), run.clone(), names.clone());
+            let path = format!("/v1/collaborations/{id}/match/{run}/contribute");
+            asks.spawn(async move {
+                let call = Call {
+                    method: hyper::Method::POST,
+                    path: &path,
+                    body: Some(("application/json", Bytes::new())),
+                };
+                let note = |n: Option<&RetryNote>| {
+                    let mut runs = lock(&state.runs);
+                    if let Some(r) = runs.get_mut(&run)
+                        && !r.is_over()
+                    {
+                        r.retrying = n.map(ToString::to_string);
+                        r.save_progress(&state.dir, &run, &names);
+                    }
+                };
+                match call_peer(&node, &m, &call, state.options.retry, &state.halt, &note).await {
+                    Ok((202, _)) | Err(Error::Stopped) => None,
+                    Ok((status, body)) => Some(format!(
+                        "{} refused to contribute ({status}): {}",
+                        m.party,
+                        problem_detail(&body)
+                    )),
+                    Err(e) => Some(format!("asking {} to contribute: {e}", m.party)),
+                }
+            });
+        }
+        while let Some(done) = asks.join_next().await {
+            if let Ok(Some(e)) = done {
+                fail_run(&state, &run, e);
+            }
+        }
+        if !state.halt.sleep(state.options.watch_interval).await {
+            return;
+        }
+    }
+}
+
+/// Fails a run (the first reason stands) and closes its job.
+fn fail_run(state: &AppState, run: &str, error: String) {
+    if let Some(r) = lock(&state.runs).get_mut(run)
+        && !r.is_over()
+    {
+        r.fail(&state.dir, error);
+    }
+}
+
 /// A host asks this member to contribute: runs its side in the background and sends
-/// the result (or the failure) to the host.
+/// the result (or the failure) to the host, retrying. Asking again for a run this
+/// member is working on, or has delivered, changes nothing.
 async fn contribute(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
     Extension(peer): Extension<Peer>,
 ) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
     let body = match member_check(&state, &id, &peer) {
         Ok(b) => b.clone(),
-        Err(r) => return r,
-    };
-    let me = match psi_key(&state, &id).await {
-        Ok(p) => p,
         Err(r) => return r,
     };
     // Join keys go only to the host the signed spec names.
@@ -378,63 +484,116 @@ async fn contribute(
     let Some(host) = body.members.iter().find(|m| m.party == peer.0).cloned() else {
         return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown host");
     };
-    let dir = state.dir.clone();
-    let runtime = tokio::runtime::Handle::current();
+    if !netmatch::valid_run_id(&run) {
+        return problem(StatusCode::BAD_REQUEST, "bad-run", "not a run id");
+    }
+    let me = match psi_key(&state, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let key = (id.clone(), run.clone());
+    if !lock(&state.contributing).insert(key.clone()) {
+        return StatusCode::ACCEPTED.into_response();
+    }
     tokio::spawn(async move {
-        let Ok(node) = NodeDir::open(&dir) else {
-            return;
-        };
-        let node = Arc::new(node);
-        let work = {
-            let (node, body, runtime) = (node.clone(), body.clone(), runtime.clone());
-            tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                let collab = jingteng_psi::Collaboration::parse(&body.spec)
-                    .map_err(|e| Error::Contract(e.to_string()))?;
-                let part = netmatch::contribute_here(&node, &collab, &body.members, &me, runtime)?;
-                netmatch::encode_contribution(&part)
-            })
-            .await
-        };
-        let (path, ctype, payload) = match work {
-            Ok(Ok(bytes)) => (
-                format!("/v1/collaborations/{id}/match/{run}/result"),
-                "application/vnd.jingteng.contribution.v1",
-                bytes,
-            ),
-            Ok(Err(e)) => (
-                format!("/v1/collaborations/{id}/match/{run}/failed"),
-                "text/plain",
-                e.to_string().into_bytes(),
-            ),
-            Err(_) => (
-                format!("/v1/collaborations/{id}/match/{run}/failed"),
-                "text/plain",
-                b"contribution crashed".to_vec(),
-            ),
-        };
-        let _ = post_to_peer(
-            &node,
-            &host.endpoint,
-            &host.cert_sha256,
-            &path,
-            ctype,
-            payload,
-        )
-        .await;
+        let delivered = contribute_and_deliver(&state, &body, &host, &run, me).await;
+        if !delivered {
+            // The host asks again (it re-asks members that have not delivered).
+            lock(&state.contributing).remove(&key);
+        }
     });
     StatusCode::ACCEPTED.into_response()
+}
+
+/// This member's contribution to run `run`, sent to `host`; whether the host has it.
+async fn contribute_and_deliver(
+    state: &AppState,
+    body: &ContractBody,
+    host: &MemberCard,
+    run: &str,
+    me: Arc<Party>,
+) -> bool {
+    let Ok(node) = NodeDir::open(&state.dir) else {
+        return false;
+    };
+    let node = Arc::new(node);
+    let id = body.collaboration.clone();
+    let work = {
+        let (node, body, halt) = (node.clone(), body.clone(), state.halt.clone());
+        let (retry, runtime) = (state.options.retry, tokio::runtime::Handle::current());
+        let host = host.party.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (String, bool)> {
+            let collab = jingteng_psi::Collaboration::parse(&body.spec)
+                .map_err(|e| (e.to_string(), false))?;
+            let peers = netmatch::RemotePeers {
+                node: &node,
+                collaboration: collab.id(),
+                members: &body.members,
+                runtime,
+                retry,
+                halt: &halt,
+                gave_up: std::sync::Mutex::default(),
+            };
+            let part = netmatch::contribute_here(&node, &collab, &me, &peers);
+            // Failing because the host itself was away is not reported: the host,
+            // once back, asks again.
+            let host_away = lock(&peers.gave_up).contains(&host) || halt.is_set();
+            let part = part.map_err(|e| (e.to_string(), host_away))?;
+            netmatch::encode_contribution(&part).map_err(|e| (e.to_string(), false))
+        })
+        .await
+    };
+    let (path, ctype, payload) = match work {
+        Ok(Ok(bytes)) => (
+            format!("/v1/collaborations/{id}/match/{run}/result"),
+            "application/vnd.jingteng.contribution.v1",
+            bytes,
+        ),
+        Ok(Err((_, true))) => return false,
+        Ok(Err((e, false))) => (
+            format!("/v1/collaborations/{id}/match/{run}/failed"),
+            "text/plain",
+            e.into_bytes(),
+        ),
+        Err(_) => (
+            format!("/v1/collaborations/{id}/match/{run}/failed"),
+            "text/plain",
+            b"contribution crashed".to_vec(),
+        ),
+    };
+    let call = Call {
+        method: hyper::Method::POST,
+        path: &path,
+        body: Some((ctype, payload.into())),
+    };
+    let answer = call_peer(
+        &node,
+        host,
+        &call,
+        state.options.retry,
+        &state.halt,
+        &|_| {},
+    )
+    .await;
+    // 409: the host already has this party's contribution (an earlier delivery whose
+    // answer was lost) or the run is over.
+    matches!(answer, Ok((202 | 409, _))) && path.ends_with("/result")
 }
 
 /// Largest contribution a member may send (about 50 M keys).
 const MAX_CONTRIBUTION_BYTES: usize = 1 << 30;
 
-/// A member's contribution to a run this node hosts. When all are in, the host links.
+/// A member's contribution to a run this node hosts: kept on disk (atomically) before
+/// it is acknowledged; when all are in, the host links.
 async fn receive_result(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
     Extension(peer): Extension<Peer>,
     bytes: Bytes,
 ) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
     let body = match member_check(&state, &id, &peer) {
         Ok(b) => b.clone(),
         Err(r) => return r,
@@ -454,65 +613,253 @@ async fn receive_result(
         }
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-contribution", &e),
     };
-    let mut runs = state.runs.lock().await;
-    let Some(r) = runs.get_mut(&run).filter(|r| r.collaboration == id) else {
-        return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
-    };
-    if r.parts.contains_key(&index) {
-        return problem(
+    let duplicate = || {
+        problem(
             StatusCode::CONFLICT,
             "duplicate",
-            "this party already contributed",
-        );
+            "this party already contributed, or the run is over",
+        )
+    };
+    {
+        let runs = lock(&state.runs);
+        let Some(r) = runs.get(&run).filter(|r| r.collaboration == id) else {
+            return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
+        };
+        if r.is_over() || r.linking || r.parts.contains_key(&index) {
+            return duplicate();
+        }
     }
-    r.parts.insert(index, part);
-    if r.parts.len() == names.len() {
-        let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();
-        let elapsed = r.started.map(|s| s.elapsed()).unwrap_or_default();
-        drop(runs);
-        let (runs, dir, spec) = (state.runs.clone(), state.dir.clone(), body.spec.clone());
-        let (run2, id2, names2) = (run.clone(), id.clone(), names.clone());
-        tokio::task::spawn_blocking(move || {
-            let outcome = jingteng_psi::Collaboration::parse(&spec)
-                .map_err(|e| e.to_string())
-                .and_then(|c| {
-                    jingteng_match::link_and_report(&c, parts, elapsed).map_err(|e| e.to_string())
-                });
-            if let Ok(report) = &outcome
-                && let Ok(node) = NodeDir::open(&dir)
-                && let Ok(mut catalog) = node.catalog()
-            {
-                let matched: BTreeMap<&String, u64> =
-                    report.overlap.iter().map(|(k, v)| (k, v.matched)).collect();
-                let _ = catalog.audit(
-                    &node.config().party,
-                    "match",
-                    &id2,
-                    &serde_json::json!({"run": run2, "parties": names2, "matched": matched}),
+    // Kept before it is acknowledged: a host that dies after this still has it.
+    {
+        let mut stored = state.stored.lock().await;
+        if let Err(r) = running(&state) {
+            return r;
+        }
+        let (dir, run2) = (state.dir.clone(), run.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            netmatch::store_contribution(&dir, &run2, index, &bytes)
+        })
+        .await;
+        match kept {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &format!("keeping the contribution: {e}"),
                 );
             }
-            let mut runs = runs.blocking_lock();
-            if let Some(r) = runs.get_mut(&run2) {
-                match outcome {
-                    Ok(report) => {
-                        r.close_job(&dir, None);
-                        r.report = Some(report);
-                    }
-                    Err(e) => r.fail(&dir, e),
-                }
+            Err(_) => {
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "keeping the contribution failed",
+                );
             }
-        });
+        }
+        *stored += 1;
+        if state.options.halt_after_contributions == Some(*stored) {
+            state.halt.set();
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "this node is stopping",
+            );
+        }
+    }
+    let mut runs = lock(&state.runs);
+    let Some(r) = runs.get_mut(&run) else {
+        return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
+    };
+    if r.is_over() || r.linking || r.parts.contains_key(&index) {
+        return duplicate();
+    }
+    r.parts.insert(index, part);
+    r.save_progress(&state.dir, &run, &names);
+    if r.parts.len() == names.len() {
+        let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();
+        r.linking = true;
+        let elapsed = r.elapsed();
+        drop(runs);
+        spawn_link(&state, run, body, parts, elapsed);
     }
     StatusCode::ACCEPTED.into_response()
 }
 
-/// A member reports that its contribution failed.
+/// Links a run whose contributions are all in, keeps the report (atomically), audits
+/// the match and closes the job; then drops the contributions.
+fn spawn_link(
+    state: &AppState,
+    run: String,
+    body: ContractBody,
+    parts: Vec<jingteng_match::PartyContribution>,
+    elapsed: Duration,
+) {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let names = party_names(&body);
+        let outcome = jingteng_psi::Collaboration::parse(&body.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                jingteng_match::link_and_report(&c, parts, elapsed).map_err(|e| e.to_string())
+            })
+            .and_then(|report| {
+                if state.halt.is_set() {
+                    return Err(String::new());
+                }
+                netmatch::store_report(&state.dir, &run, &report)
+                    .map_err(|e| format!("keeping the report: {e}"))?;
+                Ok(report)
+            });
+        if state.halt.is_set() {
+            return;
+        }
+        if let Ok(report) = &outcome {
+            audit_match(&state.dir, &body.collaboration, &run, &names, report);
+        }
+        let mut runs = lock(&state.runs);
+        if let Some(r) = runs.get_mut(&run) {
+            r.linking = false;
+            match outcome {
+                Ok(report) => {
+                    r.retrying = None;
+                    r.close_job(&state.dir, None);
+                    r.report = Some(report);
+                    netmatch::discard_contributions(&state.dir, &run, names.len());
+                }
+                Err(e) => r.fail(&state.dir, e),
+            }
+        }
+    });
+}
+
+/// The audit entry of a linked match (counts only), once per run.
+fn audit_match(
+    dir: &std::path::Path,
+    id: &str,
+    run: &str,
+    names: &[String],
+    report: &jingteng_match::MatchReport,
+) {
+    let Ok(node) = NodeDir::open(dir) else { return };
+    let Ok(mut catalog) = node.catalog() else {
+        return;
+    };
+    let audited = catalog.audit_entries().is_ok_and(|entries| {
+        entries.iter().any(|e| {
+            e.action == "match"
+                && serde_json::from_str::<serde_json::Value>(&e.details)
+                    .is_ok_and(|d| d["run"] == run)
+        })
+    });
+    if audited {
+        return;
+    }
+    let matched: BTreeMap<&String, u64> =
+        report.overlap.iter().map(|(k, v)| (k, v.matched)).collect();
+    let _ = catalog.audit(
+        &node.config().party,
+        "match",
+        id,
+        &serde_json::json!({"run": run, "parties": names, "matched": matched}),
+    );
+}
+
+/// Takes up the runs in the catalog when the node starts: finished ones answer their
+/// status again; unfinished ones resume from what was kept — linked if every
+/// contribution is in, else the members that have not delivered are asked again.
+fn resume_runs(state: &AppState, node: &NodeDir) -> Result<()> {
+    let mut catalog = node.catalog()?;
+    let dir = node.dir();
+    for job in catalog.jobs()?.into_iter().rev() {
+        if job.kind != "match" {
+            continue;
+        }
+        let progress: serde_json::Value = serde_json::from_str(&job.progress).unwrap_or_default();
+        let Some(run) = progress["run"]
+            .as_str()
+            .filter(|r| netmatch::valid_run_id(r))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Some(id) = job.collaboration.clone() else {
+            continue;
+        };
+        let mut r = Run {
+            collaboration: id.clone(),
+            started_ms: job.created_ms,
+            attempts: job.attempts,
+            ..Run::default()
+        };
+        match job.state.as_str() {
+            "done" => {
+                r.report = netmatch::load_report(dir, &run).ok().flatten();
+                if r.report.is_none() {
+                    r.error = Some(format!(
+                        "done, but its report is missing from {}",
+                        netmatch::run_dir(dir, &run).display()
+                    ));
+                }
+            }
+            "failed" => {
+                r.error = Some(job.error.clone().unwrap_or_else(|| "failed".into()));
+            }
+            _ => {
+                r.job = Some(job.id);
+                r.attempts = catalog.resume_job(job.id)?;
+                let Some(body) = state.contracts.get(&id).cloned() else {
+                    r.fail(dir, "the collaboration is no longer active".into());
+                    lock(&state.runs).insert(run, r);
+                    continue;
+                };
+                let names = party_names(&body);
+                if let Some(report) = netmatch::load_report(dir, &run)? {
+                    // Linked, but the job was not closed before the node stopped.
+                    audit_match(dir, &id, &run, &names, &report);
+                    r.close_job(dir, None);
+                    r.report = Some(report);
+                    netmatch::discard_contributions(dir, &run, names.len());
+                    lock(&state.runs).insert(run, r);
+                    continue;
+                }
+                match netmatch::load_contributions(dir, &run, names.len()) {
+                    Ok(parts) => r.parts = parts,
+                    Err(e) => {
+                        r.fail(dir, format!("resuming: {e}"));
+                        lock(&state.runs).insert(run, r);
+                        continue;
+                    }
+                }
+                r.save_progress(dir, &run, &names);
+                if r.parts.len() == names.len() {
+                    let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();
+                    r.linking = true;
+                    let elapsed = r.elapsed();
+                    lock(&state.runs).insert(run.clone(), r);
+                    spawn_link(state, run, body, parts, elapsed);
+                } else {
+                    lock(&state.runs).insert(run.clone(), r);
+                    tokio::spawn(drive_run(state.clone(), run, body));
+                }
+                continue;
+            }
+        }
+        lock(&state.runs).insert(run, r);
+    }
+    Ok(())
+}
+
+/// A member reports that its contribution failed: the run fails with its reason.
 async fn receive_failure(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path((id, run)): axum::extract::Path<(String, String)>,
     Extension(peer): Extension<Peer>,
     bytes: Bytes,
 ) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
     if let Err(r) = member_check(&state, &id, &peer) {
         return r;
     }
@@ -520,14 +867,11 @@ async fn receive_failure(
         .chars()
         .take(2_000)
         .collect();
-    if let Some(r) = state
-        .runs
-        .lock()
-        .await
-        .get_mut(&run)
-        .filter(|r| r.collaboration == id)
-    {
-        r.error.get_or_insert(format!("{}: {message}", peer.0));
+    let known = lock(&state.runs)
+        .get(&run)
+        .is_some_and(|r| r.collaboration == id);
+    if known {
+        fail_run(&state, &run, format!("{}: {message}", peer.0));
     }
     StatusCode::ACCEPTED.into_response()
 }
@@ -542,7 +886,7 @@ async fn run_status(
         Ok(b) => b.clone(),
         Err(r) => return r,
     };
-    let runs = state.runs.lock().await;
+    let runs = lock(&state.runs);
     match runs.get(&run).filter(|r| r.collaboration == id) {
         Some(r) => Json(r.status(&party_names(&body))).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no-run", "no such match run"),
@@ -574,26 +918,49 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
 }
 
 /// Serves the node on `listener` until `shutdown` completes, then stops accepting and
-/// gives open connections up to five seconds to finish.
+/// gives open connections up to five seconds to finish. Match runs this node hosts
+/// that were left unfinished (the node stopped or crashed) are taken up again first.
 pub async fn serve(
     node: &NodeDir,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_with(node, listener, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit options.
+pub async fn serve_with(
+    node: &NodeDir,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
+) -> Result<()> {
     let (allowed, contracts) = pinned_members(node)?;
     let acceptor = TlsAcceptor::from(Arc::new(server_config(node, allowed.clone())?));
-    let app = router(AppState {
+    let halt = Halt::default();
+    let state = AppState {
         party: node.config().party.clone(),
         contracts: Arc::new(contracts),
         dir: Arc::new(node.dir().to_path_buf()),
         runs: Runs::default(),
         psi: Arc::default(),
-    });
+        contributing: Arc::default(),
+        options,
+        halt: halt.clone(),
+        stored: Arc::default(),
+    };
+    resume_runs(&state, node)?;
+    let app = router(state);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = halt.wait() => {
+                // As if killed: no draining.
+                connections.abort_all();
+                return Ok(());
+            }
             accepted = listener.accept() => {
                 let Ok((tcp, _addr)) = accepted else {
                     // Out of file descriptors, say: back off instead of spinning.
@@ -630,6 +997,9 @@ pub async fn serve(
     {
         connections.abort_all();
     }
+    // Background work (a run being driven, a contribution) stops at its next step;
+    // what it kept on disk is taken up when the node serves again.
+    halt.set();
     Ok(())
 }
 
@@ -659,18 +1029,22 @@ pub async fn post_to_peer(
         cert_sha256,
         hyper::Method::POST,
         path,
-        Some((content_type, body)),
+        Some((content_type, body.into())),
     )
     .await
 }
 
-async fn request_peer(
+/// Time allowed to connect to a peer and complete the TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One request to a peer, no retry. Failing to reach it is [`Error::Peer`].
+pub(crate) async fn request_peer(
     node: &NodeDir,
     addr: &str,
     cert_sha256: &str,
     method: hyper::Method,
     path: &str,
-    body: Option<(&str, Vec<u8>)>,
+    body: Option<(&str, Bytes)>,
 ) -> Result<(u16, Bytes)> {
     let net = |e: String| Error::Peer {
         addr: addr.to_string(),
@@ -686,14 +1060,24 @@ async fn request_peer(
         }))
         .with_client_auth_cert(vec![cert], key)
         .map_err(|e| Error::Internal(format!("TLS identity: {e}")))?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| net(e.to_string()))?;
     let name = ServerName::try_from("localhost").map_err(|e| Error::Internal(e.to_string()))?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+    let connect = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| net(e.to_string()))?;
+        TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| net(format!("TLS handshake failed: {e}")))
+    };
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|e| net(format!("TLS handshake failed: {e}")))?;
+        .map_err(|_| {
+            net(format!(
+                "no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })??;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| net(e.to_string()))?;
@@ -706,7 +1090,7 @@ async fn request_peer(
     let payload = match body {
         Some((content_type, bytes)) => {
             builder = builder.header(header::CONTENT_TYPE, content_type);
-            Bytes::from(bytes)
+            bytes
         }
         None => Bytes::new(),
     };

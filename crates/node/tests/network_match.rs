@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use jingteng_node::contract::{self};
-use jingteng_node::{NodeDir, RunStatus, get_from_peer, import, init, post_to_peer, serve};
+use jingteng_node::{
+    NodeDir, RetryPolicy, RunStatus, ServeOptions, get_from_peer, import, init, post_to_peer,
+    serve, serve_with,
+};
 use tokio::net::TcpListener;
 
 async fn node(root: &Path, party: &str) -> (NodeDir, TcpListener) {
@@ -175,5 +178,283 @@ async fn three_nodes_match_like_local_mode() {
     }
     for s in servers {
         s.await.unwrap().unwrap();
+    }
+}
+
+/// Three signed, importing nodes over a tiny synthetic world, not yet serving.
+struct Setup {
+    tmp: tempfile::TempDir,
+    spec: std::path::PathBuf,
+    listeners: Vec<(&'static str, TcpListener)>,
+}
+
+async fn setup(seed: u64) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let world = tmp.path().join("world");
+    let config = jingteng_synth::Config {
+        seed,
+        scale: "tiny".parse().unwrap(),
+        force: false,
+    };
+    jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
+    let spec = world.join("collab.toml");
+    let (social, l_social) = node(tmp.path(), "social").await;
+    let (retail, l_retail) = node(tmp.path(), "retail").await;
+    let (brand, l_brand) = node(tmp.path(), "brand").await;
+    let cards = vec![
+        contract::card(&social).unwrap(),
+        contract::card(&brand).unwrap(),
+    ];
+    let mut c = contract::propose(&retail, &spec, cards).unwrap();
+    contract::sign(&social, &mut c).unwrap();
+    let status = contract::sign(&brand, &mut c).unwrap();
+    for n in [&social, &retail, &brand] {
+        contract::record(n, &c, &status, "activate").unwrap();
+    }
+    for (n, table) in [(&social, "users"), (&retail, "users"), (&brand, "crm")] {
+        import(n, &spec, table, None).unwrap();
+    }
+    Setup {
+        tmp,
+        spec,
+        listeners: vec![
+            ("social", l_social),
+            ("retail", l_retail),
+            ("brand", l_brand),
+        ],
+    }
+}
+
+type Server = tokio::task::JoinHandle<jingteng_node::Result<()>>;
+
+/// Serves `party` from `root` with `options` until `stop` fires (or the node halts).
+fn start(
+    root: &Path,
+    party: &str,
+    listener: TcpListener,
+    options: ServeOptions,
+) -> (tokio::sync::oneshot::Sender<()>, Server) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dir = root.join(party);
+    let server = tokio::spawn(async move {
+        let n = NodeDir::open(&dir).unwrap();
+        serve_with(
+            &n,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            options,
+        )
+        .await
+    });
+    (stop, server)
+}
+
+fn quick(attempts: u32, max_ms: u64) -> ServeOptions {
+    let mut o = ServeOptions::default();
+    o.retry = RetryPolicy {
+        attempts,
+        first_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(max_ms),
+    };
+    o.watch_interval = Duration::from_millis(300);
+    o
+}
+
+async fn start_match(retail: &NodeDir) -> String {
+    let host = contract::card(retail).unwrap();
+    let (status, body) = post_to_peer(
+        retail,
+        &host.endpoint,
+        &host.cert_sha256,
+        "/v1/collaborations/synth-6/match",
+        "application/json",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<serde_json::Value>(&body).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Follows a run at the host (as `who`) until it is done or failed.
+async fn follow(who: &NodeDir, retail: &NodeDir, run: &str) -> RunStatus {
+    let host = contract::card(retail).unwrap();
+    let path = format!("/v1/collaborations/synth-6/match/{run}");
+    for _ in 0..600 {
+        let (status, body) = get_from_peer(who, &host.endpoint, &host.cert_sha256, &path)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let s: RunStatus = serde_json::from_slice(&body).unwrap();
+        if s.state == "done" || s.state == "failed" {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run} did not finish within a minute");
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The host is killed right after it kept the first contribution of a run; restarted
+/// from the same directory, it takes the run up again and finds exactly what local
+/// mode finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
+    let Setup {
+        tmp,
+        spec,
+        listeners,
+    } = setup(6).await;
+    let root = tmp.path();
+    let mut servers = Vec::new();
+    let mut host_addr = String::new();
+    let mut host_run = None;
+    for (party, listener) in listeners {
+        if party == "retail" {
+            host_addr = listener.local_addr().unwrap().to_string();
+            let mut o = quick(200, 100);
+            o.halt_after_contributions = Some(1);
+            host_run = Some(start(root, party, listener, o));
+        } else {
+            servers.push(start(root, party, listener, quick(200, 100)));
+        }
+    }
+    let retail = NodeDir::open(&root.join("retail")).unwrap();
+    let social = NodeDir::open(&root.join("social")).unwrap();
+    let run = start_match(&retail).await;
+
+    // The host halts, as if killed, right after keeping one contribution.
+    let (_stop, halted) = host_run.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), halted)
+        .await
+        .expect("the host halted")
+        .unwrap()
+        .unwrap();
+    let run_dir = root.join("retail/runs").join(&run);
+    let kept = files_in(&run_dir);
+    assert_eq!(kept.len(), 1, "exactly one contribution kept: {kept:?}");
+    assert!(kept[0].starts_with("party-") && kept[0].ends_with(".contrib"));
+    let jobs = retail.catalog().unwrap().jobs().unwrap();
+    assert_eq!((jobs.len(), jobs[0].attempts), (1, 1));
+    assert!(matches!(jobs[0].state.as_str(), "running" | "retrying"));
+    // Its PSI key for the collaboration is on disk, for its owner only.
+    let keys = root.join("retail/secrets/psi");
+    let key_files = files_in(&keys);
+    assert_eq!(key_files.len(), 1, "{key_files:?}");
+    let key_path = keys.join(&key_files[0]);
+    let key = std::fs::read(&key_path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Nothing answers at the host now.
+    let host = contract::card(&retail).unwrap();
+    assert!(
+        get_from_peer(&social, &host.endpoint, &host.cert_sha256, "/v1/health")
+            .await
+            .is_err()
+    );
+
+    // Restarted from the same directory on the same address, it resumes the run.
+    let listener = TcpListener::bind(&host_addr).await.unwrap();
+    servers.push(start(root, "retail", listener, quick(200, 100)));
+    let s = follow(&social, &retail, &run).await;
+    assert_eq!(s.state, "done", "{:?}", s.error);
+    assert_eq!(s.attempts, 2);
+    let report = s.report.unwrap();
+    let local =
+        serde_json::to_value(jingteng_match::run(&spec, &|_: &str, _: u64| {}).unwrap()).unwrap();
+    assert_eq!(report["overlap"], local["overlap"]);
+    assert_eq!(report["identifiers"], local["identifiers"]);
+    assert_eq!(report["records"], local["records"]);
+
+    // The same key; the job done on its second attempt; the join keys gone, the report
+    // kept; one audit entry for the match.
+    assert_eq!(std::fs::read(&key_path).unwrap(), key);
+    let catalog = retail.catalog().unwrap();
+    let jobs = catalog.jobs().unwrap();
+    assert_eq!(
+        (jobs.len(), jobs[0].state.as_str(), jobs[0].attempts),
+        (1, "done", 2)
+    );
+    assert_eq!(files_in(&run_dir), ["report.json"]);
+    let matches = catalog
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "match")
+        .count();
+    assert_eq!(matches, 1);
+
+    for (stop, server) in servers {
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    // A host restarted after the run still answers its status, from what it kept.
+    let listener = TcpListener::bind(&host_addr).await.unwrap();
+    let (stop, server) = start(root, "retail", listener, quick(3, 50));
+    let s = follow(&retail, &retail, &run).await;
+    assert_eq!(
+        (s.state.as_str(), s.report.unwrap()["overlap"].clone()),
+        ("done", local["overlap"].clone())
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A member that is not running: the host retries it, then fails the run naming it
+/// and the attempts, in bounded time, instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_member_fails_the_run_clearly_after_retries() {
+    let Setup { tmp, listeners, .. } = setup(6).await;
+    let root = tmp.path();
+    let mut servers = Vec::new();
+    for (party, listener) in listeners {
+        if party == "brand" {
+            drop(listener); // brand is down: connections are refused
+        } else {
+            servers.push(start(root, party, listener, quick(3, 50)));
+        }
+    }
+    let retail = NodeDir::open(&root.join("retail")).unwrap();
+    let started = std::time::Instant::now();
+    let run = start_match(&retail).await;
+    let s = follow(&retail, &retail, &run).await;
+    assert_eq!(s.state, "failed");
+    let error = s.error.unwrap();
+    assert!(
+        error.contains("peer brand (") && error.contains("gave up after 3 attempts"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let jobs = retail.catalog().unwrap().jobs().unwrap();
+    assert_eq!(jobs[0].state, "failed");
+    assert_eq!(jobs[0].error.as_deref(), Some(error.as_str()));
+    // Nothing kept for a run that failed before anyone delivered? The host kept only
+    // whole contributions, if any, and no temporary files.
+    for name in files_in(&root.join("retail/runs").join(&run)) {
+        assert!(name.ends_with(".contrib"), "{name}");
+    }
+    for (stop, server) in servers {
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 }
