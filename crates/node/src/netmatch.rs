@@ -340,6 +340,20 @@ pub(crate) struct RemotePeers<'a> {
     pub(crate) halt: &'a Halt,
     /// Members this side gave up on.
     pub(crate) gave_up: std::sync::Mutex<Vec<String>>,
+    /// The first failure of a member, as this node saw it (the match pipeline's own
+    /// error type would call it a bug).
+    pub(crate) failure: std::sync::Mutex<Option<Error>>,
+}
+
+impl RemotePeers<'_> {
+    fn failed(&self, e: Error) -> jingteng_match::Error {
+        let message = e.to_string();
+        if let Error::PeerGaveUp { party, .. } = &e {
+            lock(&self.gave_up).push(party.clone());
+        }
+        lock(&self.failure).get_or_insert(e);
+        jingteng_match::Error::Internal(message)
+    }
 }
 
 impl Peers for RemotePeers<'_> {
@@ -349,51 +363,53 @@ impl Peers for RemotePeers<'_> {
         _channel: &str,
         batch: &BlindedBatch,
     ) -> jingteng_match::Result<BlindedBatch> {
-        let peer_err = |m: String| jingteng_match::Error::Internal(m);
         let m = self
             .members
             .get(party)
-            .ok_or_else(|| peer_err(format!("no member {party}")))?;
+            .ok_or_else(|| jingteng_match::Error::Internal(format!("no member {party}")))?;
         let path = format!("/v1/collaborations/{}/psi/reblind", self.collaboration);
         let call = Call {
             method: hyper::Method::POST,
             path: &path,
             body: Some((crate::PSI_BATCH_TYPE, batch.encode().into())),
         };
-        let answer = self.runtime.block_on(crate::retry::call_peer(
-            self.node,
-            m,
-            &call,
-            self.retry,
-            self.halt,
-            &|_| {},
-        ));
-        let (status, body) = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                if matches!(e, Error::PeerGaveUp { .. })
-                    && let Ok(mut g) = self.gave_up.lock()
-                {
-                    g.push(m.party.clone());
-                }
-                return Err(peer_err(e.to_string()));
-            }
-        };
+        let (status, body) = self
+            .runtime
+            .block_on(crate::retry::call_peer(
+                self.node,
+                m,
+                &call,
+                self.retry,
+                self.halt,
+                &|_| {},
+            ))
+            .map_err(|e| self.failed(e))?;
         if status != 200 {
-            return Err(peer_err(format!(
-                "{} refused to re-blind ({status}): {}",
-                m.party,
-                crate::retry::problem_detail(&body)
-            )));
+            return Err(self.failed(Error::Peer {
+                addr: m.endpoint.clone(),
+                message: format!(
+                    "{} refused to re-blind ({status}): {}",
+                    m.party,
+                    crate::retry::problem_detail(&body)
+                ),
+            }));
         }
-        let out = BlindedBatch::decode(&body)?;
+        let out = BlindedBatch::decode(&body).map_err(|e| {
+            self.failed(Error::Peer {
+                addr: m.endpoint.clone(),
+                message: format!("{} answered a malformed batch: {e}", m.party),
+            })
+        })?;
         if out.len() != batch.len() {
-            return Err(peer_err(format!(
-                "{} returned {} points for {}",
-                m.party,
-                out.len(),
-                batch.len()
-            )));
+            return Err(self.failed(Error::Peer {
+                addr: m.endpoint.clone(),
+                message: format!(
+                    "{} returned {} points for {}",
+                    m.party,
+                    out.len(),
+                    batch.len()
+                ),
+            }));
         }
         Ok(out)
     }
@@ -435,7 +451,10 @@ pub(crate) fn contribute_here(
         peers,
         &|_: &str, _: u64| {},
     )
-    .map_err(|e| Error::Contract(format!("contributing to the match: {e}")))
+    .map_err(|e| match lock(&peers.failure).take() {
+        Some(peer) => peer,
+        None => Error::Contract(format!("contributing to the match: {e}")),
+    })
 }
 
 /// Shared by the server: runs by id. A plain mutex, never held across an await.

@@ -533,6 +533,7 @@ async fn contribute_and_deliver(
                 retry,
                 halt: &halt,
                 gave_up: std::sync::Mutex::default(),
+                failure: std::sync::Mutex::default(),
             };
             let part = netmatch::contribute_here(&node, &collab, &me, &peers);
             // Failing because the host itself was away is not reported: the host,

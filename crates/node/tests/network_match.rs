@@ -448,6 +448,13 @@ async fn a_stopped_member_fails_the_run_clearly_after_retries() {
     let jobs = retail.catalog().unwrap().jobs().unwrap();
     assert_eq!(jobs[0].state, "failed");
     assert_eq!(jobs[0].error.as_deref(), Some(error.as_str()));
+    // While it retried, the job said whom and which attempt.
+    let progress: serde_json::Value = serde_json::from_str(&jobs[0].progress).unwrap();
+    let note = progress["retrying"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("brand (") && note.contains("attempt "),
+        "{note}"
+    );
     // Nothing kept for a run that failed before anyone delivered? The host kept only
     // whole contributions, if any, and no temporary files.
     for name in files_in(&root.join("retail/runs").join(&run)) {
