@@ -55,8 +55,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "DIR", default_value = "demo")]
     out: PathBuf,
     /// tiny (5 k people), small (50 k), medium (1 M), large (10 M), or a number of
-    /// people. In a debug build tiny takes about 10 s on two cores, 20 k people about
-    /// 40 s.
+    /// people. In a debug build on two cores tiny takes about 10 s, small about 80 s.
     #[arg(long, default_value = DEFAULT_SCALE)]
     scale: String,
     /// Random seed of the world.
@@ -605,7 +604,8 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
     );
     let d = out.display();
     println!(
-        "Report: {d}/report.json (truth: {d}/truth.json). Each node's data: {d}/nodes/<party>/."
+        "Report: {d}/report.json (truth: {d}/truth.json), in {:.1} s. Each node's data: {d}/nodes/<party>/.",
+        report["seconds"]["total"].as_f64().unwrap_or(0.0)
     );
     let next = [
         (
