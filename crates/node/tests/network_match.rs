@@ -311,10 +311,21 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// The host is killed right after it kept the first contribution of a run; restarted
-/// from the same directory, it takes the run up again and finds exactly what local
-/// mode finds.
+/// from the same directory, it asks the others again and finds exactly what local mode
+/// finds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
+async fn a_host_killed_after_the_first_contribution_resumes_and_finds_the_same() {
+    killed_host_resumes(1).await;
+}
+
+/// Killed after keeping the last contribution, before linking: restarted, it links what
+/// it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_killed_before_linking_resumes_and_finds_the_same() {
+    killed_host_resumes(3).await;
+}
+
+async fn killed_host_resumes(kept_when_killed: usize) {
     let Setup {
         tmp,
         spec,
@@ -328,7 +339,7 @@ async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
         if party == "retail" {
             host_addr = listener.local_addr().unwrap().to_string();
             let mut o = quick(200, 100);
-            o.halt_after_contributions = Some(1);
+            o.halt_after_contributions = Some(kept_when_killed);
             host_run = Some(start(root, party, listener, o));
         } else {
             servers.push(start(root, party, listener, quick(200, 100)));
@@ -338,7 +349,7 @@ async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
     let social = NodeDir::open(&root.join("social")).unwrap();
     let run = start_match(&retail).await;
 
-    // The host halts, as if killed, right after keeping one contribution.
+    // The host halts, as if killed, right after keeping that many contributions.
     let (_stop, halted) = host_run.unwrap();
     tokio::time::timeout(Duration::from_secs(60), halted)
         .await
@@ -347,8 +358,12 @@ async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
         .unwrap();
     let run_dir = root.join("retail/runs").join(&run);
     let kept = files_in(&run_dir);
-    assert_eq!(kept.len(), 1, "exactly one contribution kept: {kept:?}");
-    assert!(kept[0].starts_with("party-") && kept[0].ends_with(".contrib"));
+    assert_eq!(kept.len(), kept_when_killed, "contributions kept: {kept:?}");
+    assert!(
+        kept.iter()
+            .all(|f| f.starts_with("party-") && f.ends_with(".contrib")),
+        "only whole contributions: {kept:?}"
+    );
     let jobs = retail.catalog().unwrap().jobs().unwrap();
     assert_eq!((jobs.len(), jobs[0].attempts), (1, 1));
     assert!(matches!(jobs[0].state.as_str(), "running" | "retrying"));
@@ -372,6 +387,13 @@ async fn a_host_killed_mid_match_resumes_and_finds_the_same() {
             .is_err()
     );
 
+    // With every contribution kept the host needs no one: the members go away.
+    if kept_when_killed == 3 {
+        for (stop, server) in servers.drain(..) {
+            stop.send(()).unwrap();
+            server.await.unwrap().unwrap();
+        }
+    }
     // Restarted from the same directory on the same address, it resumes the run.
     let listener = TcpListener::bind(&host_addr).await.unwrap();
     servers.push(start(root, "retail", listener, quick(200, 100)));
