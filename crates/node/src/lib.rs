@@ -463,3 +463,33 @@ impl NodeDir {
         Ok(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_for_the_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("runs/0123456789abcdef");
+        private_dir(&dir).unwrap();
+        let path = dir.join("report.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second, longer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second, longer");
+        // Only the file itself: no temporary file is left beside it.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!((mode(&path), mode(&dir)), (0o600, 0o700));
+        }
+        // A file that cannot be written leaves nothing behind either.
+        assert!(write_atomic(&tmp.path().join("missing/x"), b"x").is_err());
+    }
+}
