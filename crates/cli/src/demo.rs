@@ -627,3 +627,68 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         println!("  {command:<width$}  # {what}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn truth() -> Value {
+        json!({"overlap": {
+            "social+retail": {"people": 10, "linkable": 8, "by_id_type": {"phone": 6, "email": 0, "device": 3}},
+        }})
+    }
+
+    #[test]
+    fn a_report_equal_to_the_truth_has_no_differences() {
+        // A type no channel carried (email here) may be absent from the report.
+        let report = json!({"overlap": {"social+retail": {"matched": 8, "by_id_type": {"phone": 6, "device": 3}}}});
+        assert!(off_truth(&report, &truth()).is_empty());
+    }
+
+    #[test]
+    fn every_figure_off_the_truth_is_named() {
+        let report = json!({"overlap": {"social+retail": {"matched": 7, "by_id_type": {"phone": 6, "email": 1}}}});
+        assert_eq!(
+            off_truth(&report, &truth()),
+            [
+                "social+retail: matched 7 vs linkable 8",
+                "social+retail via device: matched 0 vs linkable 3",
+                "social+retail via email: matched 1 vs linkable 0",
+            ]
+        );
+        // A set of parties missing from the report is off too.
+        assert_eq!(off_truth(&json!({}), &truth()).len(), 3);
+    }
+
+    #[test]
+    fn networked_and_local_differ_only_beyond_timings() {
+        let local =
+            json!({"collaboration": "c", "overlap": {"a+b": {"matched": 1}}, "seconds": 1.0});
+        let mut networked = local.clone();
+        networked["seconds"] = json!(2.0);
+        assert!(differences(&networked, &local).is_empty());
+        networked["overlap"]["a+b"]["matched"] = json!(2);
+        assert_eq!(differences(&networked, &local), ["overlap"]);
+    }
+
+    #[test]
+    fn force_removes_only_what_a_demo_makes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("d");
+        for d in ["world", "nodes", ".world.partial"] {
+            std::fs::create_dir_all(out.join(d)).unwrap();
+        }
+        std::fs::write(out.join("report.json"), "{}").unwrap();
+        assert!(prepare(&out, false).is_err());
+        prepare(&out, true).unwrap();
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+        std::fs::write(out.join("keep.txt"), "x").unwrap();
+        std::fs::create_dir_all(out.join("world")).unwrap();
+        let err = prepare(&out, true).unwrap_err().to_string();
+        assert!(err.contains("keep.txt"), "{err}");
+        assert!(out.join("world").exists());
+    }
+}
