@@ -11,18 +11,27 @@
 //! DIR/secrets/             mode 0700
 //!     signing.key          Ed25519 signing key (hex), mode 0600
 //!     tls.key.pem          TLS private key, mode 0600
+//!     dashboard-operator.token, dashboard-analyst.token
+//!                          the web dashboard's access tokens, mode 0600
 //! ```
 //!
 //! Secrets are read only from those files (refused when group or others can read them)
 //! or from the environment (`JINGTENG_SIGNING_KEY`), held zeroised, and never printed.
 
 pub mod contract;
+mod dashboard;
 mod import;
 mod netmatch;
 mod retry;
 mod server;
 mod tls;
 
+// The web dashboard (a loopback HTTP listener `serve` starts when node.toml sets
+// `dashboard`): its tokens, its address and URL, and serving it alone.
+pub use dashboard::{
+    ANALYST_TOKEN_FILE, DashboardTokens, OPERATOR_TOKEN_FILE, Role, Token, dashboard_addr,
+    dashboard_tokens, dashboard_url, serve_dashboard,
+};
 pub use import::{Imported, import};
 pub use netmatch::RunStatus;
 
@@ -136,6 +145,11 @@ pub struct NodeConfig {
     pub tls_key: String,
     /// The Ed25519 signing key (hex, a secret file); `JINGTENG_SIGNING_KEY` overrides it.
     pub signing_key: String,
+    /// Address of the web dashboard (plain HTTP, loopback only), e.g. `127.0.0.1:7480`.
+    /// Default: none, so no dashboard runs until an operator sets one. Its tokens are
+    /// in `secrets/dashboard-*.token` (docs/dashboard.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
 }
 
 /// What `init` made.
@@ -365,7 +379,10 @@ fn build(dir: &Path, party: &str) -> Result<(NodeConfig, String)> {
         tls_cert: "tls/cert.pem".into(),
         tls_key: "secrets/tls.key.pem".into(),
         signing_key: "secrets/signing.key".into(),
+        dashboard: None,
     };
+    // The dashboard's tokens exist from the start, whether or not it is turned on.
+    dashboard::ensure_tokens(dir)?;
     let text = config_text(&config)?;
     let cfg_path = dir.join("node.toml");
     fs::write(&cfg_path, text).map_err(|e| file_err(&cfg_path, e))?;
@@ -425,9 +442,23 @@ impl NodeDir {
     /// `node.toml`. Do it before the node's card goes into a contract: members pin the
     /// endpoint they signed.
     pub fn set_listen(&mut self, listen: &str) -> Result<()> {
-        let path = self.dir.join("node.toml");
         let mut config = self.config.clone();
         config.listen = listen.to_string();
+        self.write_config(config)
+    }
+
+    /// Sets (or, with `None`, removes) the web dashboard's address, rewriting
+    /// `node.toml`. Only a loopback address is accepted.
+    pub fn set_dashboard(&mut self, addr: Option<&str>) -> Result<()> {
+        let mut config = self.config.clone();
+        config.dashboard = addr.map(str::to_string);
+        dashboard::dashboard_addr_of(&self.dir, &config)?;
+        self.write_config(config)
+    }
+
+    /// Rewrites `node.toml` with `config` (beside it, then renamed over it).
+    fn write_config(&mut self, config: NodeConfig) -> Result<()> {
+        let path = self.dir.join("node.toml");
         let text = config_text(&config)?;
         let tmp = self.dir.join("node.toml.partial");
         fs::write(&tmp, text).map_err(|e| file_err(&tmp, e))?;

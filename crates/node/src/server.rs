@@ -951,6 +951,14 @@ pub async fn serve_with(
         stored: Arc::default(),
     };
     resume_runs(&state, node)?;
+    // The web dashboard, when node.toml sets its address (docs/dashboard.md).
+    let dashboard = match crate::dashboard::spawn_from_config(node, halt.clone()).await {
+        Ok(d) => d,
+        Err(e) => {
+            halt.set();
+            return Err(e);
+        }
+    };
     let app = router(state);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -1001,6 +1009,9 @@ pub async fn serve_with(
     // Background work (a run being driven, a contribution) stops at its next step;
     // what it kept on disk is taken up when the node serves again.
     halt.set();
+    if let Some(d) = dashboard {
+        let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+    }
     Ok(())
 }
 
