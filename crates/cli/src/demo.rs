@@ -43,11 +43,12 @@ const DEMO_ENTRIES: [&str; 4] = ["world", "nodes", "report.json", "truth.json"];
 /// this process (mutual TLS, pinned by the contract); runs the networked match from the
 /// host and checks it against the local-mode match of the same world and against the
 /// world's truth.json. Prints a summary and writes DIR/report.json (with truth.json
-/// next to it). Then keeps the nodes up until Ctrl-C, unless --no-serve.
+/// next to it). Then keeps the nodes up until Ctrl-C, unless --no-serve, and prints
+/// each node's web dashboard URL (with its operator token).
 ///
-/// Today the demo covers the world, the nodes, the signed contract and the match; the
-/// query engine, audiences, measurement and the web dashboard join it as they land.
-/// See docs/demo.md.
+/// Today the demo covers the world, the nodes, the signed contract, the match and the
+/// dashboards; the query engine, audiences and measurement join it as they land.
+/// See docs/demo.md and docs/dashboard.md.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// Directory for everything the demo makes: world/, nodes/<party>/, report.json,
@@ -81,6 +82,8 @@ struct DemoNode {
     table: &'static str,
     node: NodeDir,
     listener: std::net::TcpListener,
+    /// Holds the dashboard's port until the node serves (and binds it itself).
+    dashboard: std::net::TcpListener,
     rows: u64,
 }
 
@@ -131,13 +134,20 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         let addr = listener
             .local_addr()
             .with_context(|| format!("the {party} node's loopback port"))?;
+        let dashboard = std::net::TcpListener::bind("127.0.0.1:0")
+            .with_context(|| format!("finding a free loopback port for the {party} dashboard"))?;
+        let dashboard_addr = dashboard
+            .local_addr()
+            .with_context(|| format!("the {party} dashboard's loopback port"))?;
         let mut node = NodeDir::open(&dir)?;
         node.set_listen(&addr.to_string())?;
+        node.set_dashboard(Some(&dashboard_addr.to_string()))?;
         nodes.push(DemoNode {
             party,
             table,
             node,
             listener,
+            dashboard,
             rows: 0,
         });
     }
@@ -223,9 +233,17 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     let mut members = Vec::new();
+    let mut dashboards = Vec::new();
     for n in nodes {
         let card = contract::card(&n.node)?;
         members.push((n.party, n.table, n.rows, card));
+        if let Some(addr) = jingteng_node::dashboard_addr(&n.node)? {
+            let tokens = jingteng_node::dashboard_tokens(&n.node)
+                .with_context(|| format!("the {} dashboard's tokens", n.party))?;
+            dashboards.push((n.party, addr, tokens));
+        }
+        // The node binds its dashboard's port itself when it starts serving.
+        drop(n.dashboard);
         let mut stopped = stopped.clone();
         n.listener
             .set_nonblocking(true)
@@ -299,6 +317,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "endpoint": card.endpoint,
                 "cert_sha256": card.cert_sha256,
                 "host": *party == HOST,
+                "dashboard": dashboards.iter().find(|d| d.0 == *party).map(|d| format!("http://{}/", d.1)),
                 "imported": { "table": table, "rows": rows },
             }))
         }).collect::<serde_json::Map<_, _>>(),
@@ -377,7 +396,24 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             card.endpoint,
         ));
     }
-    say("The web dashboard is not built yet (issue #8).".into());
+    say(String::new());
+    say("The dashboards, one per node (open in a browser; each URL holds that node's operator token, keep it to yourself):".into());
+    for (party, addr, tokens) in &dashboards {
+        say(format!(
+            "  {party:<7} {}{}",
+            jingteng_node::dashboard_url(*addr, tokens.operator()),
+            if *party == HOST {
+                "   (host: match runs and reports)"
+            } else {
+                ""
+            }
+        ));
+    }
+    say(format!(
+        "Read-only (analyst) access: the same address with the token in {}/<party>/{}.",
+        nodes_dir.display(),
+        jingteng_node::ANALYST_TOKEN_FILE
+    ));
     runtime.block_on(shutdown_signal());
     eprintln!("stopping the nodes…");
     stop_servers(&runtime, &stop, servers);

@@ -32,6 +32,9 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         "  secrets               {}/secrets/ (mode 0700, never share)",
         made.dir.display()
     );
+    println!(
+        "  web dashboard         off (set dashboard = \"127.0.0.1:7480\" in node.toml; tokens in secrets/dashboard-*.token)"
+    );
     Ok(())
 }
 
@@ -134,6 +137,16 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node.config().party,
             jingteng_node::API_VERSION
         );
+        if let Some(dashboard) = jingteng_node::dashboard_addr(&node)? {
+            // Made now if missing; printed by path only (a token is never logged).
+            jingteng_node::dashboard_tokens(&node)?;
+            let dir = node.dir().display();
+            eprintln!(
+                "dashboard on http://{dashboard}/ (plain HTTP, loopback only): open http://{dashboard}/?token=TOKEN with the token in {dir}/{} (or {dir}/{} for read-only access)",
+                jingteng_node::OPERATOR_TOKEN_FILE,
+                jingteng_node::ANALYST_TOKEN_FILE,
+            );
+        }
         jingteng_node::serve(&node, listener, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(())

@@ -1,0 +1,209 @@
+// Browser tests of the node dashboard: playwright-core driving Chromium headless.
+//
+// Run by crates/cli/tests/dashboard.rs against a serving `jingteng demo`; by hand:
+//
+//   npm ci --prefix tests/browser
+//   JT_DASHBOARDS='{"host":"retail","nodes":{"retail":{"url":"http://127.0.0.1:PORT/",
+//     "operator":"op_…","analyst":"an_…"}, …}}' JT_SCREENSHOTS=/tmp/shots \
+//     node tests/browser/dashboard.mjs
+//
+// JT_CHROMIUM names the browser (default /usr/bin/chromium, Debian's `chromium`).
+// Checks: no token, a wrong token or an analyst token on an action are refused; every
+// page of every node renders, each chart is an ECharts instance with data on a canvas;
+// the language toggle switches every label to Chinese and back; the operator's action
+// (verify the audit log) works from the page and the analyst's button is disabled.
+// Screenshots of every page go to JT_SCREENSHOTS. Exits 1 on the first failure.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const PAGES = ['overview', 'match', 'jobs', 'audit', 'datasets'];
+// Charts each page must show at the host (members host no match runs).
+const HOST_CHARTS = { overview: 0, match: 3, jobs: 1, audit: 1, datasets: 1 };
+const MEMBER_CHARTS = { overview: 0, match: 0, jobs: 0, audit: 1, datasets: 1 };
+
+function fail(message) {
+  throw new Error(message);
+}
+
+function need(cond, message) {
+  if (!cond) fail(message);
+}
+
+const config = JSON.parse(process.env.JT_DASHBOARDS || fail('JT_DASHBOARDS is not set'));
+const shots = process.env.JT_SCREENSHOTS || fail('JT_SCREENSHOTS is not set');
+const executablePath = process.env.JT_CHROMIUM || '/usr/bin/chromium';
+fs.mkdirSync(shots, { recursive: true });
+const log = (line) => console.log(line);
+
+async function httpChecks(party, node) {
+  const url = (p) => new URL(p, node.url).toString();
+  for (const p of ['/', '/api/node', '/api/session', '/assets/app.js', '/api/nowhere']) {
+    const r = await fetch(url(p));
+    need(r.status === 401, `${party}: GET ${p} without a token answered ${r.status}, not 401`);
+    const r2 = await fetch(url(p), { headers: { Authorization: 'Bearer op_not-the-token' } });
+    need(r2.status === 401, `${party}: GET ${p} with a wrong token answered ${r2.status}, not 401`);
+  }
+  const wrong = await fetch(url('/?token=op_wrong'));
+  need(wrong.status === 401, `${party}: a wrong ?token= answered ${wrong.status}`);
+  for (const role of ['operator', 'analyst']) {
+    const r = await fetch(url('/api/session'), { headers: { Authorization: 'Bearer ' + node[role] } });
+    need(r.ok, `${party}: /api/session as ${role} answered ${r.status}`);
+    const s = await r.json();
+    need(s.role === role && s.party === party, `${party}: session ${JSON.stringify(s)} for the ${role} token`);
+  }
+  const asAnalyst = await fetch(url('/api/audit/verify'), {
+    method: 'POST', headers: { Authorization: 'Bearer ' + node.analyst },
+  });
+  need(asAnalyst.status === 403, `${party}: the analyst's POST /api/audit/verify answered ${asAnalyst.status}, not 403`);
+  const byCookie = await fetch(url('/api/audit/verify'), {
+    method: 'POST', headers: { Cookie: `jingteng_dashboard_${party}=${node.operator}` },
+  });
+  need(byCookie.status === 401, `${party}: an action with the token in a cookie only answered ${byCookie.status}, not 401`);
+  const noToken = await fetch(url('/api/audit/verify'), { method: 'POST' });
+  need(noToken.status === 401, `${party}: an action without a token answered ${noToken.status}, not 401`);
+  log(`ok  ${party}: 401 without or with a wrong token on pages, assets and API; 403 for the analyst's action`);
+}
+
+// Waits for the page to finish rendering `page`, then checks its charts.
+async function checkPage(p, party, page, minCharts) {
+  await p.waitForSelector(`main[data-page="${page}"][data-ready="ok"], main[data-ready="error"]`, { timeout: 20000 });
+  const ready = await p.$eval('main', (m) => m.dataset.ready);
+  if (ready !== 'ok') {
+    const text = await p.$eval('main', (m) => m.innerText);
+    fail(`${party} #/${page}: the page failed to render: ${text}`);
+  }
+  // Let the charts' (short) animation finish before screenshots.
+  await p.waitForTimeout(500);
+  const charts = await p.$$eval('.chart', (els) => els.map((el) => {
+    const inst = window.echarts && window.echarts.getInstanceByDom(el);
+    if (!inst) return { ok: false, why: 'no ECharts instance' };
+    const canvas = el.querySelector('canvas');
+    if (!canvas || canvas.width === 0 || canvas.height === 0) return { ok: false, why: 'no canvas drawn' };
+    const series = inst.getOption().series || [];
+    const values = series.flatMap((s) => (s.data || []).map((d) => (d !== null && typeof d === 'object' ? d.value : d)));
+    if (!series.length) return { ok: false, why: 'no series' };
+    if (!values.length) return { ok: false, why: 'series without data' };
+    if (!values.some((v) => Number(v) > 0)) return { ok: false, why: 'every value is 0' };
+    return { ok: true, series: series.length, points: values.length };
+  }));
+  need(charts.length >= minCharts, `${party} #/${page}: ${charts.length} charts, expected ${minCharts}`);
+  charts.forEach((c, i) => need(c.ok, `${party} #/${page}: chart ${i + 1}: ${c.why}`));
+  need(!p.url().includes('token='), `${party} #/${page}: the token is still in the address bar (${p.url()})`);
+  return charts;
+}
+
+async function shot(p, name) {
+  const file = path.join(shots, name + '.png');
+  await p.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function navigate(p, page) {
+  await p.click(`nav a[data-page="${page}"]`);
+}
+
+async function browse(browser, party, node, isHost) {
+  const expected = isHost ? HOST_CHARTS : MEMBER_CHARTS;
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+  const p = await context.newPage();
+  const problems = [];
+  p.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  p.on('console', (m) => {
+    if (m.type() === 'error') problems.push('console error: ' + m.text());
+  });
+  const first = await p.goto(`${node.url}?token=${node.operator}#/overview`);
+  need(first.status() === 200, `${party}: the page with the operator token answered ${first.status()}`);
+  for (const lang of ['en', 'zh']) {
+    for (const page of PAGES) {
+      if (!(lang === 'en' && page === 'overview')) await navigate(p, page);
+      const charts = await checkPage(p, party, page, expected[page]);
+      const file = await shot(p, `${party}-${page}-${lang}`);
+      log(`ok  ${party} #/${page} (${lang}): ${charts.length} chart(s) with data; ${file}`);
+    }
+    if (lang === 'en') {
+      await p.click('#lang');
+      await p.waitForFunction(() => document.documentElement.lang === 'zh-CN'
+        && document.querySelector('nav a[data-page="overview"]').textContent === '概览');
+      log(`ok  ${party}: language toggled to Chinese`);
+    }
+  }
+  // Every label switched: the navigation and the page's headings are Chinese.
+  const nav = await p.$$eval('nav a', (as) => as.map((a) => a.textContent));
+  need(nav.join(',') === '概览,匹配,任务,审计日志,数据集', `${party}: navigation in Chinese is ${nav}`);
+  await p.click('#lang');
+  await p.waitForFunction(() => document.documentElement.lang === 'en'
+    && document.querySelector('nav a[data-page="overview"]').textContent === 'Overview');
+
+  if (isHost) {
+    // The match page names the collaboration's members and every set of parties.
+    await navigate(p, 'match');
+    await checkPage(p, party, 'match', 3);
+    const text = await p.$eval('main', (m) => m.innerText);
+    for (const s of ['social ∩ retail', 'retail ∩ brand', 'social ∩ retail ∩ brand']) {
+      need(text.includes(s), `${party} #/match: no row for ${s}`);
+    }
+    // The operator's action from the page: verify the audit log, recorded in it.
+    await navigate(p, 'audit');
+    await checkPage(p, party, 'audit', 1);
+    await p.click('#audit-verify');
+    await p.waitForFunction(() => (document.querySelector('#audit-note') || {}).textContent === 'Verified and recorded in the log.');
+    await checkPage(p, party, 'audit', 1);
+    const rows = await p.$$eval('table.audit tbody tr', (trs) => trs.map((tr) => tr.innerText));
+    need(rows.some((r) => r.includes('audit-verify')), `${party} #/audit: no audit-verify entry after verifying`);
+    await shot(p, `${party}-audit-after-verify-en`);
+    log(`ok  ${party}: the operator verified the audit log from the page; the entry is in the log`);
+  } else {
+    await navigate(p, 'match');
+    await checkPage(p, party, 'match', 0);
+    const text = await p.$eval('main', (m) => m.innerText);
+    need(text.includes('hosts no match runs'), `${party} #/match: no note that the host keeps the runs`);
+  }
+  need(!problems.length, `${party}: ${problems.join('; ')}`);
+  await context.close();
+}
+
+async function analyst(browser, party, node) {
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+  const p = await context.newPage();
+  await p.goto(`${node.url}?token=${node.analyst}#/audit`);
+  await checkPage(p, party, 'audit', 1);
+  const role = await p.$eval('#role', (e) => e.textContent);
+  need(role.includes('analyst'), `${party}: the analyst's role pill says ${role}`);
+  const disabled = await p.$eval('#audit-verify', (b) => b.disabled);
+  need(disabled, `${party}: the analyst can press the operator's button`);
+  await shot(p, `${party}-audit-analyst-en`);
+  await context.close();
+  // A browser that never had the token (no cookie): no page.
+  const fresh = await browser.newContext({ viewport: { width: 1360, height: 600 } });
+  const denied = await fresh.newPage();
+  const r = await denied.goto(`${node.url}#/overview`);
+  need(r.status() === 401, `${party}: a page without the token answered ${r.status()}`);
+  await shot(denied, `${party}-no-token`);
+  await fresh.close();
+  log(`ok  ${party}: the analyst sees the views read-only; no token, no page`);
+}
+
+async function main() {
+  for (const [party, node] of Object.entries(config.nodes)) await httpChecks(party, node);
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--lang=en-US'],
+  });
+  try {
+    for (const [party, node] of Object.entries(config.nodes)) {
+      await browse(browser, party, node, party === config.host);
+    }
+    await analyst(browser, config.host, config.nodes[config.host]);
+  } finally {
+    await browser.close();
+  }
+  log(`all dashboard checks passed; screenshots in ${shots}`);
+}
+
+main().catch((e) => {
+  console.error('FAILED: ' + (e && e.stack ? e.stack : e));
+  process.exit(1);
+});
