@@ -51,7 +51,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Schema migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
 /// Never edit one that has shipped: add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -103,7 +104,29 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    r#"
+CREATE TABLE budget_ledger (
+    id            INTEGER PRIMARY KEY,
+    collaboration TEXT NOT NULL,
+    analyst       TEXT NOT NULL,
+    query_hash    TEXT NOT NULL,
+    epsilon       REAL NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('reserved', 'charged', 'refunded')),
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE INDEX budget_ledger_by_analyst ON budget_ledger (collaboration, analyst);
+CREATE TABLE query_cache (
+    collaboration TEXT NOT NULL,
+    analyst       TEXT NOT NULL,
+    query_hash    TEXT NOT NULL,
+    answer        TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    PRIMARY KEY (collaboration, analyst, query_hash)
+);
+"#,
+];
 
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -416,6 +439,97 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// ε an analyst has spent or reserved in a collaboration.
+    pub fn budget_spent(&self, collaboration: &str, analyst: &str) -> Result<f64> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(epsilon), 0) FROM budget_ledger
+             WHERE collaboration = ?1 AND analyst = ?2 AND state IN ('reserved', 'charged')",
+            params![collaboration, analyst],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Reserves `epsilon` of an analyst's budget before a query runs. Returns the
+    /// reservation's id, or `None` (nothing reserved) when it would exceed `limit`.
+    pub fn reserve_budget(
+        &mut self,
+        collaboration: &str,
+        analyst: &str,
+        query_hash: &str,
+        epsilon: f64,
+        limit: f64,
+    ) -> Result<Option<i64>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let spent: f64 = tx.query_row(
+            "SELECT COALESCE(SUM(epsilon), 0) FROM budget_ledger
+             WHERE collaboration = ?1 AND analyst = ?2 AND state IN ('reserved', 'charged')",
+            params![collaboration, analyst],
+            |r| r.get(0),
+        )?;
+        // A small tolerance so that spending exactly the budget in equal parts works.
+        if spent + epsilon > limit + 1e-9 {
+            return Ok(None);
+        }
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO budget_ledger (collaboration, analyst, query_hash, epsilon, state, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, 'reserved', ?5, ?5)",
+            params![collaboration, analyst, query_hash, epsilon, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// Settles a reservation: charged when the answer was released, refunded when the
+    /// query failed.
+    pub fn settle_budget(&mut self, id: i64, charged: bool) -> Result<()> {
+        let state = if charged { "charged" } else { "refunded" };
+        let n = self.conn.execute(
+            "UPDATE budget_ledger SET state = ?1, updated_ms = ?2 WHERE id = ?3 AND state = 'reserved'",
+            params![state, now_ms(), id],
+        )?;
+        if n != 1 {
+            return Err(Error::Internal(format!("no open budget reservation {id}")));
+        }
+        Ok(())
+    }
+
+    /// A released answer kept for identical re-runs, which cost nothing.
+    pub fn cached_answer(
+        &self,
+        collaboration: &str,
+        analyst: &str,
+        query_hash: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT answer FROM query_cache WHERE collaboration = ?1 AND analyst = ?2 AND query_hash = ?3",
+                params![collaboration, analyst, query_hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Keeps a released answer for identical re-runs.
+    pub fn cache_answer(
+        &mut self,
+        collaboration: &str,
+        analyst: &str,
+        query_hash: &str,
+        answer: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO query_cache (collaboration, analyst, query_hash, answer, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![collaboration, analyst, query_hash, answer, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Records a new job in state `running`; returns its id.

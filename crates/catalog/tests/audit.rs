@@ -114,7 +114,7 @@ fn dataset_versions_are_kept_and_audited() {
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[1].action, "import");
     assert_eq!(c.verify_audit().unwrap(), 2);
-    assert_eq!(c.schema_version().unwrap(), 1);
+    assert_eq!(c.schema_version().unwrap(), 2);
 }
 
 #[test]
@@ -159,4 +159,39 @@ fn an_unfinished_job_is_resumed_and_a_finished_one_is_not() {
     assert!(c.resume_job(a).is_err());
     assert!(c.update_job(a, "running", &json!({})).is_err());
     assert_eq!(c.jobs().unwrap()[0].state, "done");
+}
+
+#[test]
+fn budget_is_reserved_then_charged_or_refunded() {
+    let mut c = Catalog::in_memory().unwrap();
+    let a = c
+        .reserve_budget("pilot", "ana", "q1", 4.0, 10.0)
+        .unwrap()
+        .unwrap();
+    let b = c
+        .reserve_budget("pilot", "ana", "q2", 4.0, 10.0)
+        .unwrap()
+        .unwrap();
+    // Reserved counts as spent: a third query of 4 would go over 10.
+    assert_eq!(
+        c.reserve_budget("pilot", "ana", "q3", 4.0, 10.0).unwrap(),
+        None
+    );
+    c.settle_budget(a, true).unwrap();
+    c.settle_budget(b, false).unwrap();
+    assert_eq!(c.budget_spent("pilot", "ana").unwrap(), 4.0);
+    // A reservation is settled once.
+    assert!(c.settle_budget(b, true).is_err());
+    // Budgets are per analyst and per collaboration.
+    assert_eq!(c.budget_spent("pilot", "bob").unwrap(), 0.0);
+    assert_eq!(c.budget_spent("other", "ana").unwrap(), 0.0);
+    // Exactly the budget in equal parts fits.
+    let d = c.reserve_budget("pilot", "ana", "q4", 6.0, 10.0).unwrap();
+    assert!(d.is_some());
+    c.cache_answer("pilot", "ana", "q1", "{}").unwrap();
+    assert_eq!(
+        c.cached_answer("pilot", "ana", "q1").unwrap().as_deref(),
+        Some("{}")
+    );
+    assert_eq!(c.cached_answer("pilot", "bob", "q1").unwrap(), None);
 }

@@ -1,7 +1,9 @@
 //! `jingteng`: the command line of the Jingteng marketing data clean room.
 //!
 //! Exit codes: 0 success; 1 an error (printed with its causes); 2 bad command-line
-//! usage (printed by the argument parser).
+//! usage (printed by the argument parser); 3 a query refused by a privacy rule or a
+//! resource limit (the rule is printed); 4 a query refused because the analyst's
+//! privacy budget is spent.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,7 @@ mod bench;
 mod demo;
 mod matching;
 mod node;
+mod query;
 mod synth;
 
 /// Jingteng: an open, self-hostable marketing data clean room.
@@ -47,6 +50,20 @@ enum Command {
     /// valid, rejected (by reason) and ambiguous values; per set of parties the people
     /// matched, overall and per identifier type. See docs/matching.md.
     Match(MatchArgs),
+    /// Ask an aggregate question in SQL; the engine enforces the privacy rules.
+    ///
+    /// Local mode (--spec): the parties' files are matched and joined into the
+    /// pseudonymous view (kept under --state, rebuilt when a file changes), where every
+    /// table is `party.table` with a `person` column instead of identifiers. The query
+    /// is checked on its logical plan: only allowed aggregates over at least k people
+    /// leave; identifiers, row-level output, MIN/MAX of protected columns, HAVING,
+    /// LIMIT before aggregating, subqueries, UNION and joins that multiply a person's
+    /// rows are refused with the rule (exit 3). In DP mode each answer costs ε from the
+    /// analyst's budget (exit 4 when spent) and identical re-runs are free. See
+    /// docs/privacy.md.
+    Query(QueryArgs),
+    /// Run a ready analysis (overlap, profile, cross-purchase) under the same rules.
+    Insight(InsightArgs),
     /// Create a node's data directory: identity, TLS certificate, empty catalog.
     ///
     /// Writes DIR/node.toml (no secrets), DIR/catalog.sqlite, DIR/tls/cert.pem and, in
@@ -77,6 +94,63 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Where a query runs and who asks.
+#[derive(Debug, clap::Args)]
+struct QueryTarget {
+    /// The collaboration spec (local mode): every party's files are read here.
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Folder for the joined view and the catalog (budget ledger, answer cache, audit
+    /// log); default: `.jingteng` next to the spec.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Who asks: the privacy budget is per analyst.
+    #[arg(long, default_value = "analyst")]
+    analyst: String,
+    /// Memory one query may use, in MiB.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    memory_mb: usize,
+    /// Time one query may take, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
+    /// Print JSON: columns, rows (each with whether it was noised and at what scale),
+    /// the release summary and the remaining budget.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// The query, e.g. "SELECT age_band, COUNT(DISTINCT person) FROM social.users GROUP BY age_band".
+    sql: String,
+    /// Check the query and print the plan that would run (with the person id carried to
+    /// the release aggregate) and the rules that apply; run nothing, spend nothing.
+    #[arg(long)]
+    explain: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct InsightArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// overlap | profile | cross-purchase.
+    template: String,
+    /// profile: the dimension, as party.table.column (e.g. social.users.age_band).
+    #[arg(long)]
+    dimension: Option<String>,
+    /// profile: only people also known to this party.
+    #[arg(long)]
+    of: Option<String>,
+    /// cross-purchase: the table (default retail.orders).
+    #[arg(long)]
+    table: Option<String>,
+    /// cross-purchase: the column (default category).
+    #[arg(long)]
+    column: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,6 +332,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Match(args) => matching::run(args),
+        Command::Query(args) => query::query(args),
+        Command::Insight(args) => query::insight(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
@@ -273,8 +349,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            use jingteng_engine::Error as E;
+            match e.downcast_ref::<E>() {
+                Some(r @ (E::Refused(_) | E::ResourceLimit(_))) => {
+                    eprintln!("{r}");
+                    ExitCode::from(3)
+                }
+                Some(b @ E::BudgetExhausted { .. }) => {
+                    eprintln!("{b}");
+                    ExitCode::from(4)
+                }
+                _ => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ mod report;
 use std::path::{Path, PathBuf};
 
 pub use pipeline::{
-    Keyed, PartyContribution, Peers, Progress, Source, contribute, link_and_report, match_sources,
-    secure_rng,
+    Keyed, PartyContribution, Peers, Progress, Source, contribute, link_and_report, link_parts,
+    match_sources, match_sources_linked, secure_rng,
 };
 pub use report::{ColumnReport, ColumnTally, MatchReport, OverlapReport};
 
@@ -53,6 +53,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the match a spec file describes; table paths are relative to the spec's folder.
 pub fn run(spec_path: &Path, progress: &dyn Progress) -> Result<MatchReport> {
+    let collab = read_spec(spec_path)?;
+    let base = spec_path.parent().unwrap_or(Path::new("."));
+    let sources = collab
+        .parties()
+        .iter()
+        .map(|p| pipeline::Source::File(base.join(&p.identity.path)))
+        .collect();
+    match_sources(&collab, sources, progress)
+}
+
+/// Reads and checks a spec file; mistakes name the file.
+pub fn read_spec(spec_path: &Path) -> Result<jingteng_psi::Collaboration> {
     let text = std::fs::read_to_string(spec_path).map_err(|e| Error::Io {
         path: spec_path.to_path_buf(),
         source: e,
@@ -64,11 +76,5 @@ pub fn run(spec_path: &Path, progress: &dyn Progress) -> Result<MatchReport> {
         },
         other => Error::Psi(other),
     })?;
-    let base = spec_path.parent().unwrap_or(Path::new("."));
-    let sources = collab
-        .parties()
-        .iter()
-        .map(|p| pipeline::Source::File(base.join(&p.identity.path)))
-        .collect();
-    match_sources(&collab, sources, progress)
+    Ok(collab)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, StringArray};
 use jingteng_psi::{
     BlindedBatch, Channel, Collaboration, Contribution, DeviceKinds, DeviceType, DigestBytes,
-    DigestKind, Form, IdType, Normalized, Party, Reject, SecretKey, link,
+    DigestKind, Form, IdType, Linked, Normalized, Party, Reject, SecretKey, link,
 };
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha20Rng;
@@ -385,6 +385,16 @@ pub fn link_and_report(
     parts: Vec<PartyContribution>,
     elapsed: Duration,
 ) -> Result<report::MatchReport> {
+    Ok(link_parts(collab, parts, elapsed)?.0)
+}
+
+/// [`link_and_report`], also returning the linkage: which person each party's record
+/// belongs to (what the host builds the joined view from).
+pub fn link_parts(
+    collab: &Collaboration,
+    parts: Vec<PartyContribution>,
+    elapsed: Duration,
+) -> Result<(report::MatchReport, Linked)> {
     let (party_plans, channels) = plan(collab);
     if parts.len() != party_plans.len() || parts.iter().enumerate().any(|(i, p)| p.party != i) {
         return Err(Error::Internal(
@@ -435,7 +445,7 @@ pub fn link_and_report(
         .filter(|c| contributions.iter().any(|k| k.channel == c.channel.name()))
         .collect();
     let linked = link(&records, contributions);
-    Ok(report::build(
+    let report = report::build(
         collab,
         &party_plans
             .iter()
@@ -450,7 +460,8 @@ pub fn link_and_report(
         &used,
         &linked,
         elapsed,
-    ))
+    );
+    Ok((report, linked))
 }
 
 /// Runs the match over one source per party (in spec order), every party in this
@@ -460,6 +471,15 @@ pub fn match_sources(
     sources: Vec<Source>,
     progress: &dyn Progress,
 ) -> Result<report::MatchReport> {
+    Ok(match_sources_linked(collab, sources, progress)?.0)
+}
+
+/// [`match_sources`], also returning the linkage.
+pub fn match_sources_linked(
+    collab: &Collaboration,
+    sources: Vec<Source>,
+    progress: &dyn Progress,
+) -> Result<(report::MatchReport, Linked)> {
     let started = Instant::now();
     let n = collab.parties().len();
     if sources.len() != n {
@@ -481,5 +501,5 @@ pub fn match_sources(
         .map(|(p, source)| contribute(collab, p, source, &parties[p], &peers, progress))
         .collect::<Result<Vec<_>>>()?;
     drop(parties);
-    link_and_report(collab, parts, started.elapsed())
+    link_parts(collab, parts, started.elapsed())
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::normalize::{DeviceType, DigestKind, Form, IdType};
 use crate::{Error, Result};
@@ -51,6 +51,33 @@ pub struct PartySection {
     /// The party's tables.
     #[serde(rename = "table")]
     pub tables: Vec<TableSection>,
+    /// How the party's data may be released; defaults apply when absent.
+    #[serde(default)]
+    pub privacy: Option<PrivacySection>,
+}
+
+/// `[party.privacy]`: how a party's data may be released (docs/privacy.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// `dp` (the default) or `threshold`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Threshold mode: distinct people every output row must cover (default 50).
+    #[serde(default)]
+    pub min_people: Option<u64>,
+    /// DP mode: ε charged per query (default 0.5).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// DP mode: total ε per analyst in this collaboration (default 10).
+    #[serde(default)]
+    pub budget: Option<f64>,
+    /// DP mode: output groups one person may count in (default 1).
+    #[serde(default)]
+    pub max_groups_per_person: Option<u32>,
+    /// DP mode: rows one person may contribute to one group (default 10).
+    #[serde(default)]
+    pub max_rows_per_person: Option<u32>,
 }
 
 /// `[[party.table]]`.
@@ -79,6 +106,14 @@ pub struct TableSection {
     /// Event-time columns.
     #[serde(default)]
     pub timestamps: Vec<String>,
+    /// Value bounds of measures, `column = [low, high]` (integers); DP release clamps
+    /// to them and refuses a measure without bounds.
+    #[serde(default)]
+    pub bounds: BTreeMap<String, [i64; 2]>,
+    /// Aggregates allowed per measure (`count`, `sum`, `avg`, `min`, `max`); a measure
+    /// not listed allows `count`, `sum` and `avg`.
+    #[serde(default)]
+    pub aggregates: BTreeMap<String, Vec<String>>,
 }
 
 /// `[[party.table.identifier]]`.
@@ -120,7 +155,52 @@ pub struct Party {
     pub identity: Table,
     /// Its other tables.
     pub tables: Vec<Table>,
+    /// How its data may be released.
+    pub privacy: Privacy,
 }
+
+/// How data may leave the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseMode {
+    /// Differential privacy: bounded contributions, noise, DP selection of groups.
+    Dp,
+    /// Exact aggregates; rows covering fewer than `min_people` people are suppressed.
+    Threshold,
+}
+
+/// A party's checked privacy settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Privacy {
+    /// Release mode.
+    pub mode: ReleaseMode,
+    /// Minimum distinct people per output row (threshold mode).
+    pub min_people: u64,
+    /// ε per query (DP mode).
+    pub epsilon: f64,
+    /// ε per analyst per collaboration (DP mode).
+    pub budget: f64,
+    /// Groups one person may count in (DP mode).
+    pub max_groups_per_person: u32,
+    /// Rows one person may contribute to one group (DP mode).
+    pub max_rows_per_person: u32,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            mode: ReleaseMode::Dp,
+            min_people: 50,
+            epsilon: 0.5,
+            budget: 10.0,
+            max_groups_per_person: 1,
+            max_rows_per_person: 10,
+        }
+    }
+}
+
+/// The aggregates a measure may allow.
+pub const AGGREGATES: [&str; 5] = ["count", "sum", "avg", "min", "max"];
 
 /// A checked table.
 #[derive(Debug, Clone)]
@@ -139,6 +219,10 @@ pub struct Table {
     pub measures: Vec<String>,
     /// Timestamp columns.
     pub timestamps: Vec<String>,
+    /// Value bounds per measure.
+    pub bounds: BTreeMap<String, (i64, i64)>,
+    /// Aggregates allowed per measure (every measure has an entry).
+    pub aggregates: BTreeMap<String, Vec<String>>,
 }
 
 /// What a device column's rows are.
@@ -248,6 +332,38 @@ impl Collaboration {
                         }
                     }
                 }
+                let mut bounds = BTreeMap::new();
+                for (c, [lo, hi]) in &t.bounds {
+                    if !t.measures.contains(c) {
+                        return bad(format!(
+                            "{here}: bounds given for {c:?}, which is not one of the measures"
+                        ));
+                    }
+                    if lo > hi {
+                        return bad(format!(
+                            "{here}: bounds of {c:?} are [{lo}, {hi}]; the low bound must not exceed the high one"
+                        ));
+                    }
+                    bounds.insert(c.clone(), (*lo, *hi));
+                }
+                let mut aggregates = BTreeMap::new();
+                for m in &t.measures {
+                    aggregates.insert(m.clone(), vec!["count".into(), "sum".into(), "avg".into()]);
+                }
+                for (c, list) in &t.aggregates {
+                    if !t.measures.contains(c) {
+                        return bad(format!(
+                            "{here}: aggregates given for {c:?}, which is not one of the measures"
+                        ));
+                    }
+                    if let Some(a) = list.iter().find(|a| !AGGREGATES.contains(&a.as_str())) {
+                        return bad(format!(
+                            "{here}: unknown aggregate {a:?} for {c:?} (use {})",
+                            AGGREGATES.join(", ")
+                        ));
+                    }
+                    aggregates.insert(c.clone(), list.clone());
+                }
                 let path_ok = t.path.ends_with(".csv") || t.path.ends_with(".parquet");
                 if !path_ok {
                     return bad(format!(
@@ -263,6 +379,8 @@ impl Collaboration {
                     dimensions: t.dimensions,
                     measures: t.measures,
                     timestamps: t.timestamps,
+                    bounds,
+                    aggregates,
                 });
             }
             let (with_ids, others): (Vec<Table>, Vec<Table>) =
@@ -282,10 +400,12 @@ impl Collaboration {
                     ));
                 }
             };
+            let privacy = check_privacy(p.privacy.as_ref(), &here)?;
             parties.push(Party {
                 name: p.name,
                 identity,
                 tables: others,
+                privacy,
             });
         }
         if let Some(h) = &file.collaboration.host
@@ -347,6 +467,60 @@ impl Collaboration {
         }
         kinds.into_iter().collect()
     }
+}
+
+fn check_privacy(p: Option<&PrivacySection>, here: &str) -> Result<Privacy> {
+    let mut out = Privacy::default();
+    let Some(p) = p else { return Ok(out) };
+    let bad = |msg: String| Err(Error::Spec(format!("{here}, privacy: {msg}")));
+    match p.mode.as_deref() {
+        None | Some("dp") => {}
+        Some("threshold") => out.mode = ReleaseMode::Threshold,
+        Some(other) => return bad(format!("unknown mode {other:?} (use dp or threshold)")),
+    }
+    if let Some(k) = p.min_people {
+        if k < 2 {
+            return bad(format!("min_people is {k}; it must be at least 2"));
+        }
+        out.min_people = k;
+    }
+    for (name, v, slot) in [
+        ("epsilon", p.epsilon, &mut out.epsilon),
+        ("budget", p.budget, &mut out.budget),
+    ] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0 && v <= 100.0) {
+                return bad(format!("{name} is {v}; it must be above 0 and at most 100"));
+            }
+            *slot = v;
+        }
+    }
+    if out.epsilon > out.budget {
+        return bad(format!(
+            "epsilon per query ({}) is larger than the budget ({})",
+            out.epsilon, out.budget
+        ));
+    }
+    for (name, v, slot) in [
+        (
+            "max_groups_per_person",
+            p.max_groups_per_person,
+            &mut out.max_groups_per_person,
+        ),
+        (
+            "max_rows_per_person",
+            p.max_rows_per_person,
+            &mut out.max_rows_per_person,
+        ),
+    ] {
+        if let Some(v) = v {
+            if !(1..=1000).contains(&v) {
+                return bad(format!("{name} is {v}; it must be between 1 and 1000"));
+            }
+            *slot = v;
+        }
+    }
+    Ok(out)
 }
 
 fn check_identifier(i: &IdentifierSection, here: &str) -> Result<Identifier> {

@@ -17,6 +17,17 @@ host = "retail"
 name = "social"
 description = "Media platform: the social network's ad system"
 
+# How this party's data may leave the room (docs/privacy.md): differential privacy,
+# ε 0.5 per query, 10 per analyst, each person counted in one group with at most 10
+# rows. Set mode = "threshold" for exact answers with groups under min_people suppressed.
+[party.privacy]
+mode = "dp"
+min_people = 50
+epsilon = 0.5
+budget = 10.0
+max_groups_per_person = 1
+max_rows_per_person = 10
+
 [[party.table]]
 name = "users"
 path = "social/users.parquet"
@@ -56,6 +67,12 @@ dimensions = ["campaign_id", "grp"]
 name = "retail"
 description = "Retailer: members, online and offline orders"
 
+[party.privacy]
+mode = "dp"
+min_people = 50
+epsilon = 0.5
+budget = 10.0
+
 [[party.table]]
 name = "users"
 path = "retail/users.parquet"
@@ -81,11 +98,16 @@ path = "retail/orders.parquet"
 record_id = "member_id"
 dimensions = ["sku", "category", "brand", "channel", "store_id"]
 measures = ["quantity", "amount_fen"]
+bounds = {{ quantity = [0, 3], amount_fen = [0, 200000] }}
 timestamps = ["ts"]
 
 [[party]]
 name = "brand"
 description = "The brand Aurora: its own customer list"
+
+[party.privacy]
+mode = "dp"
+min_people = 50
 
 [[party.table]]
 name = "crm"

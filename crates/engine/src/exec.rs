@@ -1,0 +1,466 @@
+//! Running an approved plan: the release aggregate is computed on its own, released
+//! (small groups suppressed, or differential privacy), and the rest of the query
+//! (ORDER BY, LIMIT, arithmetic on the aggregates) runs over the released rows only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt64Array,
+};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::catalog::MemTable;
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::provider_as_source;
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
+use datafusion::logical_expr::{
+    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, lit, when,
+};
+use datafusion::prelude::SessionContext;
+use jingteng_psi::ReleaseMode;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::check::{ApprovedPlan, DpStat, Release};
+use crate::dp;
+use crate::{Error, Result};
+
+/// How the answer was released.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReleaseNote {
+    /// `threshold`, `dp`, or `public` (no data about people was read).
+    pub mode: String,
+    /// Threshold mode: people every row covers at least.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_people: Option<u64>,
+    /// Threshold mode: groups left out for covering too few people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_rows: Option<u64>,
+    /// DP mode: ε this answer cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// DP mode: δ of the group selection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// DP mode: groups appear only when their noisy people count clears this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection_threshold: Option<i64>,
+    /// DP mode: noise per output column of the release aggregate.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub noise: Vec<ColumnNoise>,
+}
+
+/// The noise on one column.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColumnNoise {
+    /// Column of the release aggregate.
+    pub column: String,
+    /// Scale of the discrete Laplace noise.
+    pub scale: f64,
+    /// Half-width of its 95% interval (absent for averages, which divide two noisy
+    /// values).
+    pub bound95: Option<f64>,
+}
+
+/// Runs an approved plan.
+pub(crate) async fn run(
+    ctx: &SessionContext,
+    approved: &ApprovedPlan,
+) -> Result<(Vec<RecordBatch>, ReleaseNote)> {
+    let Some(release) = &approved.release else {
+        let batches = ctx
+            .execute_logical_plan(approved.plan.clone())
+            .await?
+            .collect()
+            .await?;
+        return Ok((
+            batches,
+            ReleaseNote {
+                mode: "public".into(),
+                ..Default::default()
+            },
+        ));
+    };
+    let (released, note) = match approved.privacy.mode {
+        ReleaseMode::Threshold => threshold(ctx, release, approved.privacy.min_people).await?,
+        ReleaseMode::Dp => differential(ctx, release, approved).await?,
+    };
+    // The released rows are scanned under positional names (the aggregate may output
+    // two columns of one name from different tables) and renamed back to the
+    // aggregate's qualified names, so the rest of the plan reads them unchanged.
+    let positional: SchemaRef = Arc::new(Schema::new(
+        release
+            .aggregate
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.as_ref().clone().with_name(format!("c{i}")))
+            .collect::<Vec<_>>(),
+    ));
+    let released = released
+        .into_iter()
+        .map(|b| RecordBatch::try_new(positional.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mem = MemTable::try_new(positional, vec![released])?;
+    let exprs: Vec<Expr> = release
+        .aggregate
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            Expr::Column(Column::new(Some("__jt_released"), format!("c{i}")))
+                .alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    let replacement =
+        LogicalPlanBuilder::scan("__jt_released", provider_as_source(Arc::new(mem)), None)?
+            .project(exprs)?
+            .build()?;
+    let target = LogicalPlan::Aggregate(release.aggregate.clone());
+    let plan = approved
+        .plan
+        .clone()
+        .transform_up(|n| {
+            Ok(if n == target {
+                Transformed::yes(replacement.clone())
+            } else {
+                Transformed::no(n)
+            })
+        })?
+        .data;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let mut note = note;
+    // Name the noise after the output columns the user sees (`AS people`), where an
+    // output column is a released column passed through unchanged.
+    let out = approved.plan.schema();
+    for (i, f) in out.fields().iter().enumerate() {
+        if let Some(j) = trace(&approved.plan, i, &target) {
+            let agg_name = release.aggregate.schema.field(j).name();
+            for n in note.noise.iter_mut().filter(|n| &n.column == agg_name) {
+                n.column = f.name().clone();
+            }
+        }
+    }
+    Ok((batches, note))
+}
+
+/// The column of `target` that output column `i` of `plan` passes through unchanged.
+fn trace(plan: &LogicalPlan, i: usize, target: &LogicalPlan) -> Option<usize> {
+    if plan == target {
+        return Some(i);
+    }
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let Expr::Column(c) = p.expr.get(i)?.clone().unalias_nested().data else {
+                return None;
+            };
+            let j = p.input.schema().index_of_column(&c).ok()?;
+            trace(&p.input, j, target)
+        }
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::SubqueryAlias(_) => {
+            trace(plan.inputs().first()?, i, target)
+        }
+        _ => None,
+    }
+}
+
+fn int64(a: &ArrayRef) -> Result<Int64Array> {
+    let c = cast(a, &DataType::Int64)?;
+    c.as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("cast to Int64".into()))
+}
+
+async fn threshold(
+    ctx: &SessionContext,
+    release: &Release,
+    k: u64,
+) -> Result<(Vec<RecordBatch>, ReleaseNote)> {
+    let agg = &release.aggregate;
+    let mut aggr = agg.aggr_expr.clone();
+    aggr.push(count_distinct(Expr::Column(release.person.clone())).alias("__jt_people"));
+    let plan = LogicalPlanBuilder::from(agg.input.as_ref().clone())
+        .aggregate(agg.group_expr.clone(), aggr)?
+        .build()?;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let schema: SchemaRef = Arc::new(agg.schema.as_arrow().clone());
+    let n = schema.fields().len();
+    let mut suppressed = 0u64;
+    let mut out = Vec::new();
+    for b in batches {
+        let people = int64(b.column(n))?;
+        let keep: BooleanArray = people
+            .iter()
+            .map(|p| Some(p.is_some_and(|p| p >= k as i64)))
+            .collect();
+        suppressed += (b.num_rows() - keep.true_count()) as u64;
+        let kept = filter_record_batch(&b, &keep)?;
+        let cols: Vec<ArrayRef> = kept.columns()[..n].to_vec();
+        out.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    Ok((
+        out,
+        ReleaseNote {
+            mode: "threshold".into(),
+            min_people: Some(k),
+            suppressed_rows: Some(suppressed),
+            ..Default::default()
+        },
+    ))
+}
+
+/// One per-person statistic computed in the bounding stage.
+#[derive(Clone, Copy)]
+enum Stage {
+    Count,
+    Sum(i64, i64),
+}
+
+async fn differential(
+    ctx: &SessionContext,
+    release: &Release,
+    approved: &ApprovedPlan,
+) -> Result<(Vec<RecordBatch>, ReleaseNote)> {
+    let p = approved.privacy;
+    let agg: &Aggregate = &release.aggregate;
+    let ng = agg.group_expr.len();
+    // Stage 1: one row per (group, person) with that person's raw statistics.
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut per_person: Vec<Expr> = Vec::new();
+    let clamp = |e: &Expr, lo: i64, hi: i64| -> Result<Expr> {
+        let v = cast_expr(e.clone(), DataType::Int64);
+        Ok(when(v.clone().lt(lit(lo)), lit(lo))
+            .when(v.clone().gt(lit(hi)), lit(hi))
+            .otherwise(v)?)
+    };
+    for s in &release.dp {
+        match s {
+            DpStat::People => {}
+            DpStat::Count(e) => {
+                stages.push(Stage::Count);
+                per_person.push(count(e.clone().unwrap_or(lit(1i64))));
+            }
+            DpStat::Sum(e, (lo, hi)) => {
+                stages.push(Stage::Sum(*lo, *hi));
+                per_person.push(sum(clamp(e, *lo, *hi)?));
+            }
+            DpStat::Avg(e, (lo, hi)) => {
+                stages.push(Stage::Sum(*lo, *hi));
+                per_person.push(sum(clamp(e, *lo, *hi)?));
+                stages.push(Stage::Count);
+                per_person.push(count(e.clone()));
+            }
+        }
+    }
+    let per_person: Vec<Expr> = per_person
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| e.alias(format!("__jt_s{i}")))
+        .collect();
+    let mut groups = agg.group_expr.clone();
+    groups.push(Expr::Column(release.person.clone()).alias("__jt_person_key"));
+    let plan = LogicalPlanBuilder::from(agg.input.as_ref().clone())
+        .aggregate(groups, per_person)?
+        .build()?;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+
+    // Group keys as comparable rows.
+    let out_schema = agg.schema.as_arrow().clone();
+    let group_types: Vec<SortField> = out_schema.fields()[..ng]
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    // A global aggregate (no GROUP BY) has one group.
+    let converter = if ng == 0 {
+        None
+    } else {
+        Some(RowConverter::new(group_types)?)
+    };
+    let mut group_index: HashMap<OwnedRow, u32> = HashMap::new();
+    let mut group_rows: Vec<OwnedRow> = Vec::new();
+    let mut ngroups = usize::from(ng == 0);
+    // person → [(group, stats)]
+    let mut by_person: HashMap<u64, Vec<(u32, Vec<i64>)>> = HashMap::new();
+    for b in &batches {
+        let keys: Vec<ArrayRef> = (0..ng)
+            .map(|i| cast(b.column(i), out_schema.field(i).data_type()))
+            .collect::<std::result::Result<_, _>>()?;
+        let rows = match &converter {
+            Some(c) => Some(c.convert_columns(&keys)?),
+            None => None,
+        };
+        let person = cast(b.column(ng), &DataType::UInt64)?;
+        let person = person
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| Error::Internal("person id type".into()))?
+            .clone();
+        let stats: Vec<Int64Array> = (0..stages.len())
+            .map(|i| int64(b.column(ng + 1 + i)))
+            .collect::<Result<_>>()?;
+        for r in 0..b.num_rows() {
+            if person.is_null(r) {
+                continue;
+            }
+            let g = match &rows {
+                None => 0,
+                Some(rows) => {
+                    let key = rows.row(r).owned();
+                    match group_index.get(&key) {
+                        Some(g) => *g,
+                        None => {
+                            let g = group_rows.len() as u32;
+                            group_index.insert(key.clone(), g);
+                            group_rows.push(key);
+                            ngroups = group_rows.len();
+                            g
+                        }
+                    }
+                }
+            };
+            let v: Vec<i64> = stats
+                .iter()
+                .map(|a| if a.is_null(r) { 0 } else { a.value(r) })
+                .collect();
+            by_person.entry(person.value(r)).or_default().push((g, v));
+        }
+    }
+
+    // Contribution bounding: at most `max_groups_per_person` groups per person, chosen
+    // at random, and at most `max_rows_per_person` rows' worth per group.
+    let max_groups = p.max_groups_per_person as usize;
+    let rows_cap = i64::from(p.max_rows_per_person);
+    let mut rng = jingteng_match::secure_rng()?;
+    let mut people = vec![0i64; ngroups];
+    let mut totals = vec![vec![0i128; ngroups]; stages.len()];
+    for (_, mut entries) in by_person {
+        if entries.len() > max_groups {
+            entries.shuffle(&mut rng);
+            entries.truncate(max_groups);
+        }
+        for (g, v) in entries {
+            people[g as usize] += 1;
+            for (si, (stage, x)) in stages.iter().zip(v).enumerate() {
+                let bounded = match stage {
+                    Stage::Count => x.clamp(0, rows_cap),
+                    Stage::Sum(lo, hi) => x.clamp(
+                        lo.saturating_mul(rows_cap).min(0),
+                        hi.saturating_mul(rows_cap).max(0),
+                    ),
+                };
+                totals[si][g as usize] += i128::from(bounded);
+            }
+        }
+    }
+
+    // Noise: ε split evenly over the people counts (group selection) and each stat.
+    let parts = 1 + stages.len();
+    let eps_part = p.epsilon / parts as f64;
+    let g = f64::from(p.max_groups_per_person);
+    let sel_scale = g / eps_part;
+    let threshold = dp::selection_threshold(sel_scale, p.max_groups_per_person)?;
+    let counts: HashMap<u32, i64> = people
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u32, *n))
+        .collect();
+    let selected = dp::select_groups(&counts, sel_scale, threshold)?;
+    let mut order: Vec<u32> = selected.keys().copied().collect();
+    order.sort_unstable();
+    let mut noisy_stats: Vec<Vec<i64>> = Vec::new();
+    let mut stat_scales: Vec<f64> = Vec::new();
+    for (si, stage) in stages.iter().enumerate() {
+        let sens = match stage {
+            Stage::Count => rows_cap as f64,
+            Stage::Sum(lo, hi) => {
+                (rows_cap as f64) * (lo.unsigned_abs().max(hi.unsigned_abs()) as f64)
+            }
+        } * g;
+        let scale = sens / eps_part;
+        let values: Vec<i64> = order
+            .iter()
+            .map(|gi| {
+                let t = totals[si][*gi as usize];
+                t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+            })
+            .collect();
+        noisy_stats.push(dp::laplace(&values, scale)?);
+        stat_scales.push(scale);
+    }
+
+    // Assemble the released rows in the aggregate's schema.
+    let mut columns: Vec<ArrayRef> = match &converter {
+        None => Vec::new(),
+        Some(c) => c.convert_rows(order.iter().map(|gi| group_rows[*gi as usize].row()))?,
+    };
+    let mut noise = Vec::new();
+    let mut si = 0usize;
+    for (i, s) in release.dp.iter().enumerate() {
+        let field = out_schema.field(ng + i);
+        let array: ArrayRef = match s {
+            DpStat::People => {
+                noise.push(ColumnNoise {
+                    column: field.name().clone(),
+                    scale: sel_scale,
+                    bound95: Some(dp::bound95(sel_scale)),
+                });
+                Arc::new(Int64Array::from_iter_values(
+                    order.iter().map(|gi| selected[gi].max(0)),
+                ))
+            }
+            DpStat::Count(_) => {
+                let v = &noisy_stats[si];
+                noise.push(ColumnNoise {
+                    column: field.name().clone(),
+                    scale: stat_scales[si],
+                    bound95: Some(dp::bound95(stat_scales[si])),
+                });
+                si += 1;
+                Arc::new(Int64Array::from_iter_values(v.iter().map(|x| (*x).max(0))))
+            }
+            DpStat::Sum(..) => {
+                let v = &noisy_stats[si];
+                noise.push(ColumnNoise {
+                    column: field.name().clone(),
+                    scale: stat_scales[si],
+                    bound95: Some(dp::bound95(stat_scales[si])),
+                });
+                si += 1;
+                Arc::new(Int64Array::from_iter_values(v.iter().copied()))
+            }
+            DpStat::Avg(..) => {
+                let (sums, counts) = (&noisy_stats[si], &noisy_stats[si + 1]);
+                noise.push(ColumnNoise {
+                    column: field.name().clone(),
+                    scale: stat_scales[si],
+                    bound95: None,
+                });
+                si += 2;
+                Arc::new(Float64Array::from_iter_values(
+                    sums.iter()
+                        .zip(counts)
+                        .map(|(s, c)| *s as f64 / (*c).max(1) as f64),
+                ))
+            }
+        };
+        columns.push(cast(&array, field.data_type())?);
+    }
+    let schema: SchemaRef = Arc::new(out_schema);
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok((
+        vec![batch],
+        ReleaseNote {
+            mode: "dp".into(),
+            epsilon: Some(p.epsilon),
+            delta: Some(dp::DELTA),
+            selection_threshold: Some(threshold),
+            noise,
+            ..Default::default()
+        },
+    ))
+}
