@@ -127,6 +127,9 @@ pub(crate) fn audit_log(args: AuditArgs) -> anyhow::Result<()> {
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node = NodeDir::open(&args.dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
+    // Checked before anything listens: a dashboard address that is not loopback is
+    // refused, naming node.toml.
+    let dashboard = jingteng_node::dashboard_addr(&node)?;
     runtime.block_on(async {
         let addr = node.config().listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -137,7 +140,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node.config().party,
             jingteng_node::API_VERSION
         );
-        if let Some(dashboard) = jingteng_node::dashboard_addr(&node)? {
+        if let Some(dashboard) = dashboard {
             // Made now if missing; printed by path only (a token is never logged).
             jingteng_node::dashboard_tokens(&node)?;
             let dir = node.dir().display();
