@@ -231,6 +231,66 @@ impl Engine {
         &self.policy
     }
 
+    /// The DataFusion session over the raw joined view, for Jingteng's own trusted
+    /// code (measurement, audiences) to build derived tables with; nothing read here
+    /// leaves except through [`Engine::query`]. Never hand it to an analyst.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Registers a table derived by trusted code from the view (e.g. one row per
+    /// attributed order) as `schema.table`, so that analysts' and reports' SQL can
+    /// aggregate it under the same check and release as any other table. Its rules:
+    /// `columns` gives each column's role (the person id column must be named
+    /// `person`); it inherits the most restrictive privacy settings of `sources`.
+    pub async fn register_derived(
+        &mut self,
+        name: &str,
+        plan: datafusion::logical_expr::LogicalPlan,
+        columns: Vec<(String, policy::ColumnRule)>,
+        one_row_per_person: bool,
+        sources: &[&str],
+    ) -> Result<()> {
+        let (schema, table) = name
+            .split_once('.')
+            .ok_or_else(|| Error::Internal(format!("derived table {name}: write schema.table")))?;
+        if plan.schema().fields().len() != columns.len()
+            || plan
+                .schema()
+                .fields()
+                .iter()
+                .zip(&columns)
+                .any(|(f, (c, _))| f.name() != c)
+        {
+            return Err(Error::Internal(format!(
+                "derived table {name}: the rules must name the plan's columns in order"
+            )));
+        }
+        let catalog = self
+            .ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Internal("no default catalog".into()))?;
+        if catalog.schema(schema).is_none() {
+            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let view = datafusion::datasource::ViewTable::new(plan, None);
+        let reference = TableReference::partial(schema, table);
+        self.ctx.deregister_table(reference.clone())?;
+        self.ctx.register_table(reference, Arc::new(view))?;
+        let about_people = columns.iter().any(|(_, r)| r.role == policy::Role::Person);
+        let rule = policy::TableRule {
+            party: schema.to_string(),
+            table: table.to_string(),
+            about_people,
+            one_row_per_person,
+            columns: columns.into_iter().collect(),
+            withheld: Default::default(),
+            privacy: self.policy.combined(sources.iter().copied()),
+        };
+        self.policy.tables.insert(rule.qualified(), rule);
+        Ok(())
+    }
+
     /// Plans and checks a query without running it.
     pub async fn approve(&self, sql: &str) -> Result<ApprovedPlan> {
         let plan = match self.ctx.state().create_logical_plan(sql).await {
