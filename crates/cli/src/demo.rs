@@ -92,7 +92,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = args.out.as_path();
     prepare(out, args.force)?;
     let started = Instant::now();
-    let step = |n: u32, text: String| eprintln!("[{n}/5] {text}");
+    let step = |n: u32, text: String| eprintln!("[{n}/6] {text}");
 
     // 1. The world.
     let world = out.join("world");
@@ -301,8 +301,31 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
+    // 6. Insight at the host, under the collaboration's privacy rules (DP by default),
+    // asked by the brand.
+    let insight_started = Instant::now();
+    let insight = match runtime.block_on(insight(
+        &spec,
+        &out.join("nodes").join(HOST).join("view"),
+        &truth,
+    )) {
+        Ok(v) => v,
+        Err(e) => {
+            stop_servers(&runtime, &stop, servers);
+            return Err(e.context("the insight step"));
+        }
+    };
+    step(
+        6,
+        format!(
+            "insight at {HOST}: overlap and audience profile under differential privacy ({:.1} s)",
+            insight_started.elapsed().as_secs_f64()
+        ),
+    );
+
     // The report.
     let report = json!({
+        "insight": insight,
         "jingteng": { "version": env!("CARGO_PKG_VERSION"), "command": "demo" },
         "world": {
             "dir": "world",
@@ -338,6 +361,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             "world": summary.elapsed.as_secs_f64(),
             "networked_match": networked_secs,
             "local_match": local_secs,
+            "insight": insight_started.elapsed().as_secs_f64(),
             "total": started.elapsed().as_secs_f64(),
         },
     });
@@ -662,6 +686,66 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
     for (command, what) in next {
         println!("  {command:<width$}  # {what}");
     }
+}
+
+/// The insight step: the overlap of the parties' users and the age profile of the
+/// people social and retail share, asked by the brand through the query engine (the
+/// view the host keeps under `view_dir`), each released under the spec's rules. Every
+/// overlap figure sits next to truth.json's, with whether it falls inside the stated
+/// 95% noise bound.
+async fn insight(spec: &Path, view_dir: &Path, truth: &Value) -> anyhow::Result<Value> {
+    use jingteng_engine::{Engine, Limits, templates};
+    let info = jingteng_engine::view::build_local(
+        spec,
+        view_dir,
+        std::sync::Arc::new(|_: &str, _: u64| {}),
+    )
+    .await?;
+    let collab = jingteng_match::read_spec(spec)?;
+    let catalog = jingteng_catalog::Catalog::open(&view_dir.join("catalog.sqlite"))?;
+    let engine = Engine::open(&collab, view_dir, &info, catalog, Limits::default()).await?;
+    let analyst = "brand";
+    let mut overlap = serde_json::Map::new();
+    for step in templates::overlap(engine.policy()) {
+        let a = engine.query(&step.sql, analyst).await?;
+        let key: Vec<&str> = step.title.split(" ∩ ").collect();
+        // truth.json keys sets of parties in spec order, joined by "+".
+        let order = ["social", "retail", "brand"];
+        let mut parties: Vec<&str> = key.clone();
+        parties.sort_by_key(|p| order.iter().position(|o| o == p).unwrap_or(usize::MAX));
+        let set = parties.join("+");
+        let noisy = a
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64);
+        let bound = a.release.noise.first().and_then(|n| n.bound95);
+        let linkable = truth["overlap"][&set]["linkable"].as_i64();
+        let within = match (noisy, linkable, bound) {
+            (Some(n), Some(t), Some(b)) => Some(((n - t).abs() as f64) <= b),
+            _ => None,
+        };
+        overlap.insert(
+            set,
+            json!({"people": noisy, "bound95": bound, "truth_linkable": linkable, "within_bound95": within}),
+        );
+    }
+    let profile = templates::profile(engine.policy(), "social.users.age_band", Some("retail"))?;
+    let a = engine.query(&profile.sql, analyst).await?;
+    let budget = engine.budget(analyst, a.budget.as_ref().map_or(0.0, |b| b.limit))?;
+    Ok(json!({
+        "analyst": analyst,
+        "mode": a.release.mode,
+        "overlap": overlap,
+        "profile": {
+            "title": profile.title,
+            "sql": profile.sql,
+            "columns": a.columns,
+            "rows": a.rows,
+            "release": a.release,
+        },
+        "budget": budget,
+    }))
 }
 
 #[cfg(test)]

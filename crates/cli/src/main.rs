@@ -62,7 +62,7 @@ enum Command {
     /// analyst's budget (exit 4 when spent) and identical re-runs are free. See
     /// docs/privacy.md.
     Query(QueryArgs),
-    /// Run a ready analysis (overlap, profile, cross-purchase) under the same rules.
+    /// Run a ready analysis (overlap, profile, 4A funnel, cross-purchase) under the same rules.
     Insight(InsightArgs),
     /// Create a node's data directory: identity, TLS certificate, empty catalog.
     ///
@@ -137,7 +137,7 @@ struct QueryArgs {
 struct InsightArgs {
     #[command(flatten)]
     target: QueryTarget,
-    /// overlap | profile | cross-purchase.
+    /// overlap | profile | funnel | cross-purchase.
     template: String,
     /// profile: the dimension, as party.table.column (e.g. social.users.age_band).
     #[arg(long)]
@@ -151,6 +151,9 @@ struct InsightArgs {
     /// cross-purchase: the column (default category).
     #[arg(long)]
     column: Option<String>,
+    /// funnel: the brand (default Aurora, the synthetic world's).
+    #[arg(long)]
+    brand: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -292,6 +295,33 @@ enum BenchCommand {
     /// (`ceiling_per_core`), of the match (`psi_per_core`), their `ratio`, and peak
     /// memory per record. Build with --release for meaningful figures.
     Psi(BenchPsiArgs),
+    /// What the privacy layer costs: the policy check, and insight queries through the
+    /// engine against the same SQL on plain DataFusion over the same files (ratios from
+    /// one run), in threshold and DP mode.
+    ///
+    /// Uses the world of --spec, or generates one of --scale into --out (the `medium`
+    /// world has ≥ 20 M exposure rows). Build with --release for meaningful figures.
+    Query(BenchQueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("world").required(true).args(["spec", "scale"])))]
+struct BenchQueryArgs {
+    /// An existing world's collaboration spec.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// Generate a world of this scale (tiny, small, medium, large or a number of people).
+    #[arg(long, value_parser = parse_scale)]
+    scale: Option<jingteng_synth::Scale>,
+    /// Where to generate the world (with --scale).
+    #[arg(long, default_value = "bench-world", value_name = "DIR")]
+    out: PathBuf,
+    /// Timed runs per query (after one warm-up), medians reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -335,6 +365,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::query(args),
         Command::Insight(args) => query::insight(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
+        Command::Bench(BenchCommand::Query(args)) => bench::query(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
         Command::Serve(args) => node::serve(args),

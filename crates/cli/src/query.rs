@@ -79,9 +79,16 @@ pub(crate) fn query(args: QueryArgs) -> anyhow::Result<()> {
 pub(crate) fn insight(args: InsightArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let engine = open(&args.target).await?;
+        let mut engine = open(&args.target).await?;
+        let steps = match args.template.as_str() {
+            "funnel" => {
+                templates::funnel(&mut engine, args.brand.as_deref().unwrap_or("Aurora")).await?
+            }
+            _ => Vec::new(),
+        };
         let policy = engine.policy();
         let steps = match args.template.as_str() {
+            "funnel" => steps,
             "overlap" => templates::overlap(policy),
             "profile" => {
                 let dim = args

@@ -82,8 +82,31 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
     assert!(o.status.success(), "{}", stderr(&o));
     let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(jobs[0]["state"], "done");
+    // Insight under DP: every overlap near truth's linkable figure (far outside the
+    // 95% bound only with negligible probability), an age profile, the budget spent.
+    let insight = &report["insight"];
+    assert_eq!(insight["mode"], "dp");
+    for set in [
+        "social+retail",
+        "social+brand",
+        "retail+brand",
+        "social+retail+brand",
+    ] {
+        let o = &insight["overlap"][set];
+        let (n, t, b) = (
+            o["people"].as_i64().unwrap(),
+            o["truth_linkable"].as_i64().unwrap(),
+            o["bound95"].as_f64().unwrap(),
+        );
+        assert!(
+            ((n - t).abs() as f64) <= 4.0 * b + 1.0,
+            "{set}: {n} vs {t} ± {b}"
+        );
+    }
+    assert!(!insight["profile"]["rows"].as_array().unwrap().is_empty());
+    assert_eq!(insight["budget"]["spent"], 2.5);
     // Capabilities not in the demo yet have no key, rather than made-up values.
-    for later in ["insight", "audience", "attribution", "lift", "reach"] {
+    for later in ["audience", "attribution", "lift", "reach"] {
         assert!(report.get(later).is_none(), "{later}");
     }
 

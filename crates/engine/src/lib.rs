@@ -9,6 +9,7 @@
 //! answer first reserves ε from the analyst's budget in the catalog, is charged when
 //! released and refunded when it fails; identical re-runs come from the cache, free.
 
+pub mod bench;
 pub mod check;
 pub mod dp;
 mod exec;
@@ -30,12 +31,12 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use jingteng_catalog::Catalog;
-use jingteng_psi::ReleaseMode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use check::{ApprovedPlan, Refusal};
 pub use exec::{ColumnNoise, ReleaseNote};
+pub use jingteng_psi::ReleaseMode;
 pub use policy::{PERSON, Policy};
 pub use view::ViewInfo;
 
@@ -226,6 +227,54 @@ impl Engine {
         })
     }
 
+    /// An engine over empty tables with the spec's columns (dimensions as text,
+    /// measures as integers, timestamps as instants, `person`), for checking queries
+    /// without data: `jingteng query --explain` before a view exists, and fuzzing.
+    pub async fn for_checking(collab: &jingteng_psi::Collaboration) -> Result<Self> {
+        use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+        let ctx = SessionContext::new();
+        let policy = Policy::from_collab(collab);
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Internal("no default catalog".into()))?;
+        for t in policy.tables.values() {
+            if catalog.schema(&t.party).is_none() {
+                catalog.register_schema(&t.party, Arc::new(MemorySchemaProvider::new()))?;
+            }
+            let fields: Vec<Field> = t
+                .columns
+                .iter()
+                .map(|(name, rule)| {
+                    let dt = match rule.role {
+                        policy::Role::Person => DataType::UInt64,
+                        policy::Role::Dimension => DataType::Utf8,
+                        policy::Role::Measure => DataType::Int64,
+                        policy::Role::Timestamp => {
+                            DataType::Timestamp(TimeUnit::Second, Some("+08:00".into()))
+                        }
+                    };
+                    Field::new(name, dt, true)
+                })
+                .collect();
+            let table = datafusion::catalog::MemTable::try_new(
+                Arc::new(Schema::new(fields)),
+                vec![vec![]],
+            )?;
+            ctx.register_table(
+                TableReference::partial(t.party.as_str(), t.table.as_str()),
+                Arc::new(table),
+            )?;
+        }
+        Ok(Self {
+            ctx,
+            policy,
+            collab_id: collab.id().to_string(),
+            fingerprint: String::new(),
+            limits: Limits::default(),
+            catalog: Mutex::new(Catalog::in_memory()?),
+        })
+    }
+
     /// The rules in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -273,10 +322,23 @@ impl Engine {
         if catalog.schema(schema).is_none() {
             catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
         }
-        let view = datafusion::datasource::ViewTable::new(plan, None);
+        // Materialised (not a view, which the SQL planner would inline into the
+        // analyst's plan, exposing the trusted derivation to the check).
+        let arrow_schema = Arc::new(plan.schema().as_arrow().clone());
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = batches
+            .into_iter()
+            .map(|b| {
+                datafusion::arrow::array::RecordBatch::try_new(
+                    arrow_schema.clone(),
+                    b.columns().to_vec(),
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mem = datafusion::catalog::MemTable::try_new(arrow_schema, vec![batches])?;
         let reference = TableReference::partial(schema, table);
         self.ctx.deregister_table(reference.clone())?;
-        self.ctx.register_table(reference, Arc::new(view))?;
+        self.ctx.register_table(reference, Arc::new(mem))?;
         let about_people = columns.iter().any(|(_, r)| r.role == policy::Role::Person);
         let rule = policy::TableRule {
             party: schema.to_string(),

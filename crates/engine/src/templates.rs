@@ -2,7 +2,7 @@
 //! the same check and release as any analyst's query, so a template can never release
 //! more than the rules allow.
 
-use crate::policy::{Policy, Role};
+use crate::policy::{ColumnRule, PERSON, Policy, Role};
 use crate::{Answer, Engine, Error, Result};
 
 /// One query of an analysis and what it answers.
@@ -23,6 +23,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "profile",
         "people by one dimension (`--dimension party.table.column`), optionally only those also known to `--of party`",
+    ),
+    (
+        "funnel",
+        "the brand's 4A funnel per month (aware: exposed to its ads on social; appeal: clicked; act: bought it at the retailer; advocate: bought it again) and the flows between stages from one month to the next (`--brand`, default the spec's brand Aurora)",
     ),
     (
         "cross-purchase",
@@ -130,4 +134,106 @@ pub async fn run(engine: &Engine, steps: &[Step], analyst: &str) -> Result<Vec<(
         out.push((s.clone(), a));
     }
     Ok(out)
+}
+
+fn rule(role: Role) -> ColumnRule {
+    ColumnRule {
+        role,
+        bounds: None,
+        aggregates: Vec::new(),
+    }
+}
+
+/// The 4A funnel of `brand`. Jingteng's own code derives, per person and month, the
+/// highest stage reached (1 aware: exposed to the brand's campaigns on social; 2 appeal:
+/// clicked one; 3 act: bought the brand at the retailer; 4 advocate: bought it and had
+/// bought it before), and per person the stage one month later (0 when none); both are
+/// registered as derived tables (`insight.funnel`, `insight.funnel_flow`) whose
+/// aggregates the returned steps release under the same check as any query.
+pub async fn funnel(engine: &mut Engine, brand: &str) -> Result<Vec<Step>> {
+    if brand.is_empty()
+        || !brand
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '_' || c == '-')
+    {
+        return Err(unknown(format!(
+            "--brand {brand:?}: letters, digits, spaces, - and _ only"
+        )));
+    }
+    let stages = format!(
+        "WITH ex AS ( \
+           SELECT e.person AS person, date_trunc('month', e.ts) AS month, \
+                  MAX(CASE WHEN e.kind = 'click' THEN 2 ELSE 1 END) AS stage \
+           FROM social.exposures e JOIN social.campaigns c ON e.campaign_id = c.campaign_id \
+           WHERE c.brand = '{brand}' GROUP BY e.person, date_trunc('month', e.ts)), \
+         ord AS ( \
+           SELECT person, date_trunc('month', ts) AS month, COUNT(*) AS n \
+           FROM retail.orders WHERE brand = '{brand}' GROUP BY person, date_trunc('month', ts)), \
+         buy AS ( \
+           SELECT person, month, \
+                  CASE WHEN SUM(n) OVER (PARTITION BY person ORDER BY month) > 1 THEN 4 ELSE 3 END AS stage \
+           FROM ord), \
+         stages AS (SELECT person, month, stage FROM ex UNION ALL SELECT person, month, stage FROM buy) \
+         SELECT person, month, CAST(MAX(stage) AS BIGINT) AS stage FROM stages GROUP BY person, month"
+    );
+    let plan = engine.session().sql(&stages).await?.into_unoptimized_plan();
+    let sources = ["social.exposures", "social.campaigns", "retail.orders"];
+    engine
+        .register_derived(
+            "insight.funnel",
+            plan,
+            vec![
+                (PERSON.to_string(), rule(Role::Person)),
+                ("month".to_string(), rule(Role::Timestamp)),
+                ("stage".to_string(), rule(Role::Dimension)),
+            ],
+            false,
+            &sources,
+        )
+        .await?;
+    let flows = "SELECT a.person AS person, a.month AS from_month, a.stage AS from_stage, \
+                 COALESCE(b.stage, 0) AS to_stage \
+                 FROM insight.funnel a LEFT JOIN insight.funnel b \
+                 ON a.person = b.person AND b.month = a.month + INTERVAL '1 month' \
+                 WHERE a.month < (SELECT MAX(month) FROM insight.funnel)";
+    let plan = engine.session().sql(flows).await?.into_unoptimized_plan();
+    engine
+        .register_derived(
+            "insight.funnel_flow",
+            plan,
+            vec![
+                (PERSON.to_string(), rule(Role::Person)),
+                ("from_month".to_string(), rule(Role::Timestamp)),
+                ("from_stage".to_string(), rule(Role::Dimension)),
+                ("to_stage".to_string(), rule(Role::Dimension)),
+            ],
+            false,
+            &sources,
+        )
+        .await?;
+    let name = |col: &str| {
+        format!(
+            "CASE {col} WHEN 0 THEN 'none' WHEN 1 THEN 'aware' WHEN 2 THEN 'appeal' WHEN 3 THEN 'act' ELSE 'advocate' END"
+        )
+    };
+    Ok(vec![
+        Step {
+            title: format!("{brand}: people at each 4A stage, by month"),
+            sql: format!(
+                "SELECT month, {} AS stage, COUNT(DISTINCT person) AS people \
+                 FROM insight.funnel GROUP BY month, stage ORDER BY month, stage",
+                name("stage")
+            ),
+        },
+        Step {
+            title: format!("{brand}: flows between stages from one month to the next"),
+            sql: format!(
+                "SELECT from_month AS month, {} AS from_stage, {} AS to_stage, \
+                 COUNT(DISTINCT person) AS people FROM insight.funnel_flow \
+                 GROUP BY from_month, from_stage, to_stage ORDER BY month, from_stage, to_stage",
+                name("from_stage"),
+                name("to_stage")
+            ),
+        },
+    ])
 }

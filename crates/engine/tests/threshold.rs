@@ -120,3 +120,44 @@ async fn threshold_mode_equals_plain_datafusion_minus_small_groups() {
     compare(3, 8_000).await;
     compare(11, 20_000).await;
 }
+
+/// The 4A funnel: per month, people at "act" or "advocate" are exactly the brand's
+/// buyers that month, and "advocate" those with an earlier purchase (or two that month).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnel_buyers_equal_plain_counts() {
+    let w = common::world(11, 20_000, "threshold").await;
+    let mut engine = w.engine(Limits::default()).await;
+    let steps = jingteng_engine::templates::funnel(&mut engine, "Aurora")
+        .await
+        .unwrap();
+    let stages = engine.query(&steps[0].sql, "analyst").await.unwrap();
+    let plain = SessionContext::new();
+    register_view(&plain, &w.state, &w.info).await.unwrap();
+    let buyers = plain
+        .sql("SELECT CAST(date_trunc('month', ts) AS VARCHAR) AS m, COUNT(DISTINCT person) AS n FROM retail.orders WHERE brand = 'Aurora' GROUP BY 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let (_, buyers) = rows_of(&buyers).unwrap();
+    let mut checked = 0;
+    for b in &buyers {
+        let month = b[0].as_str().unwrap();
+        let n = b[1].as_i64().unwrap();
+        let at = |stage: &str| {
+            stages
+                .rows
+                .iter()
+                .find(|r| r[0].as_str().unwrap().starts_with(&month[..10]) && r[1] == stage)
+                .map(|r| r[2].as_i64().unwrap())
+        };
+        if let (Some(act), Some(adv)) = (at("act"), at("advocate")) {
+            assert_eq!(act + adv, n, "{month}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} months checked");
+    let flows = engine.query(&steps[1].sql, "analyst").await.unwrap();
+    assert!(!flows.rows.is_empty());
+}
