@@ -419,3 +419,19 @@ async fn one_keep_alive_connection_carries_many_decisions() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the query, the answer is a decision, a 400 or a 404: never a panic.
+    #[test]
+    fn any_query_gets_an_answer(q in "[a-z_=&%0-9A-F.~-]{0,80}") {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let live = live();
+        let a = runtime.block_on(get(&live, "GET", &format!("/v1/rta?{q}")));
+        prop_assert!(
+            [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND].contains(&a.status),
+            "{} for {}", a.status, q
+        );
+    }
+}
