@@ -110,3 +110,25 @@ pub(crate) fn query(args: BenchQueryArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub(crate) fn rta(args: crate::BenchRtaArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.json {
+        eprintln!("note: this is a debug build; build with --release for meaningful figures");
+    }
+    let config = jingteng_audience::rta::bench::Config {
+        users: args.users,
+        campaigns: args.campaigns,
+        lookups: args.lookups,
+        wrk_seconds: args.wrk_seconds,
+        wrk_connections: args.connections,
+        wrk_threads: args.wrk_threads,
+        server_threads: args.server_threads,
+    };
+    let r = jingteng_audience::rta::bench::run(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}

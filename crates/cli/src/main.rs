@@ -295,6 +295,14 @@ enum BenchCommand {
     /// (`ceiling_per_core`), of the match (`psi_per_core`), their `ratio`, and peak
     /// memory per record. Build with --release for meaningful figures.
     Psi(BenchPsiArgs),
+    /// Real-time bidding decisions (RTA): an index of N users, its build time and
+    /// memory, in-process decisions, and `wrk` over loopback with keep-alive.
+    ///
+    /// Builds a synthetic index (hashed IMEIs in 1–3 of 16 campaigns, 1 in 100 users
+    /// suppressed), times decisions in process, serves `GET /v1/rta` on loopback and, if
+    /// `wrk` is installed, runs it with varied device ids and reports decisions/s and p99
+    /// latency. Build with --release for meaningful figures.
+    Rta(BenchRtaArgs),
     /// What the privacy layer costs: the policy check, and insight queries through the
     /// engine against the same SQL on plain DataFusion over the same files (ratios from
     /// one run), in threshold and DP mode.
@@ -319,6 +327,34 @@ struct BenchQueryArgs {
     /// Timed runs per query (after one warm-up), medians reported.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchRtaArgs {
+    /// Users in the audiences.
+    #[arg(long, default_value_t = 10_000_000)]
+    users: u64,
+    /// Campaigns (three tiers each).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    campaigns: u32,
+    /// In-process decisions to time.
+    #[arg(long, default_value_t = 2_000_000)]
+    lookups: u64,
+    /// Seconds of wrk (0: skip the HTTP part).
+    #[arg(long, default_value_t = 10)]
+    wrk_seconds: u32,
+    /// wrk keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    wrk_threads: u32,
+    /// Server worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    server_threads: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -365,6 +401,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::query(args),
         Command::Insight(args) => query::insight(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
+        Command::Bench(BenchCommand::Rta(args)) => bench::rta(args),
         Command::Bench(BenchCommand::Query(args)) => bench::query(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
