@@ -1,0 +1,64 @@
+//! Closed-loop measurement for Jingteng: did the ads on the media party sell the brand
+//! at the retailer, and how much of that would not have happened anyway?
+//!
+//! Every figure is computed in two steps. Trusted code (this crate) builds a derived
+//! table over the raw joined view with a DataFusion plan — one row per attributed order,
+//! or one row per person and campaign of the holdout — and registers it with
+//! [`jingteng_engine::Engine::register_derived`]; then every figure that leaves is an
+//! aggregate over that table asked through [`jingteng_engine::Engine::query`], so it
+//! passes the same privacy check and release (threshold or differential privacy,
+//! budget, audit log) as an analyst's SQL. Nothing here reads a released value that
+//! did not go through the engine's release.
+//!
+//! - [`attribution`]: last touch (default: 7-day click window, 1-day view window,
+//!   click preferred, 8 orders per person), first touch, linear; conversions, GMV, CVR,
+//!   CPA, ROAS per campaign and breakdowns.
+//! - [`lift`]: test and control groups of the randomised holdout, ITT difference,
+//!   relative lift, incremental conversions and GMV, iROAS, with 95% intervals that
+//!   include the noise of a DP release.
+//! - [`stats`]: the interval and sample-size mathematics, with no I/O.
+
+mod attribution;
+mod coverage;
+mod lift;
+mod release;
+pub mod stats;
+
+/// Attribution of retail orders to media exposures.
+pub use attribution::{
+    ATTRIBUTED, AttributionReport, AttributionSettings, Breakdown, BreakdownRow,
+    CampaignAttribution, Dimension, Model, attribute, register_attributed,
+};
+/// What part of the people a report can see.
+pub use coverage::Coverage;
+/// Incremental lift from the randomised holdout.
+pub use lift::{
+    CampaignLift, GroupFigures, LIFT_OUTCOMES, LiftReport, LiftSettings, lift,
+    register_lift_outcomes,
+};
+/// How each released figure was released.
+pub use release::{CampaignId, Released, Sources};
+
+/// Errors of measurement.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine refused or failed a query (privacy rule, budget, resource limit…).
+    #[error(transparent)]
+    Engine(#[from] jingteng_engine::Error),
+    /// A setting or argument is wrong.
+    #[error("{0}")]
+    Input(String),
+    /// A bug.
+    #[error("internal error in measurement (this is a bug): {0}")]
+    Internal(String),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Self::Engine(jingteng_engine::Error::DataFusion(e))
+    }
+}
+
+/// Result of this crate's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
