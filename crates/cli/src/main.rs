@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod demo;
 mod matching;
+mod measure;
 mod node;
 mod query;
 mod synth;
@@ -64,6 +65,13 @@ enum Command {
     Query(QueryArgs),
     /// Run a ready analysis (overlap, profile, 4A funnel, cross-purchase) under the same rules.
     Insight(InsightArgs),
+    /// Closed-loop measurement: attribution of retail orders to media exposures,
+    /// incremental lift from the randomised holdout, and the sample-size calculator.
+    ///
+    /// Local mode (--spec), over the same joined view as `query`; every figure about
+    /// people is released by the engine under the privacy rules, and every report
+    /// states the match rate it stands on. See docs/measurement.md.
+    Measure(measure::MeasureArgs),
     /// Create a node's data directory: identity, TLS certificate, empty catalog.
     ///
     /// Writes DIR/node.toml (no secrets), DIR/catalog.sqlite, DIR/tls/cert.pem and, in
@@ -400,6 +408,7 @@ fn main() -> ExitCode {
         Command::Match(args) => matching::run(args),
         Command::Query(args) => query::query(args),
         Command::Insight(args) => query::insight(args),
+        Command::Measure(args) => measure::run(args),
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
         Command::Bench(BenchCommand::Rta(args)) => bench::rta(args),
         Command::Bench(BenchCommand::Query(args)) => bench::query(args),
