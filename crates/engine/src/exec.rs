@@ -182,18 +182,35 @@ async fn threshold(
     k: u64,
 ) -> Result<(Vec<RecordBatch>, ReleaseNote)> {
     let agg = &release.aggregate;
+    let schema: SchemaRef = Arc::new(agg.schema.as_arrow().clone());
+    let n = schema.fields().len();
+    // The query may already count the people of each group; then that count is the
+    // one the threshold needs, and nothing is added.
+    let person = Expr::Column(release.person.clone());
+    let existing = agg.aggr_expr.iter().position(|e| {
+        matches!(e.clone().unalias_nested().data, Expr::AggregateFunction(af)
+            if af.func.name().eq_ignore_ascii_case("count")
+                && af.params.distinct
+                && af.params.filter.is_none()
+                && af.params.args.len() == 1
+                && af.params.args[0] == person)
+    });
     let mut aggr = agg.aggr_expr.clone();
-    aggr.push(count_distinct(Expr::Column(release.person.clone())).alias("__jt_people"));
+    let people_col = match existing {
+        Some(i) => agg.group_expr.len() + i,
+        None => {
+            aggr.push(count_distinct(person).alias("__jt_people"));
+            n
+        }
+    };
     let plan = LogicalPlanBuilder::from(agg.input.as_ref().clone())
         .aggregate(agg.group_expr.clone(), aggr)?
         .build()?;
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    let schema: SchemaRef = Arc::new(agg.schema.as_arrow().clone());
-    let n = schema.fields().len();
     let mut suppressed = 0u64;
     let mut out = Vec::new();
     for b in batches {
-        let people = int64(b.column(n))?;
+        let people = int64(b.column(people_col))?;
         let keep: BooleanArray = people
             .iter()
             .map(|p| Some(p.is_some_and(|p| p >= k as i64)))
