@@ -312,7 +312,7 @@ pub async fn lift(
             }
             _ => {
                 c.note =
-                    Some("a group was suppressed (too few people to release) or is empty".into());
+                    Some("a group was left out (too few people to release) or its released size is not positive (noise)".into());
             }
         }
         out.push(c);
