@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use check::{ApprovedPlan, Refusal};
+/// DataFusion, as the engine uses it: Jingteng's other crates (measurement, audiences)
+/// build their trusted plans with this, so DataFusion is a dependency of this crate only.
+pub use datafusion;
 pub use exec::{ColumnNoise, ReleaseNote};
 pub use jingteng_psi::ReleaseMode;
 pub use policy::{PERSON, Policy};

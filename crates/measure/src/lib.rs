@@ -54,8 +54,8 @@ pub enum Error {
     Internal(String),
 }
 
-impl From<datafusion::error::DataFusionError> for Error {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
+impl From<jingteng_engine::datafusion::error::DataFusionError> for Error {
+    fn from(e: jingteng_engine::datafusion::error::DataFusionError) -> Self {
         Self::Engine(jingteng_engine::Error::DataFusion(e))
     }
 }

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use jingteng_catalog::Catalog;
+use jingteng_engine::datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use jingteng_engine::datafusion::arrow::compute::cast;
+use jingteng_engine::datafusion::arrow::datatypes::{DataType, Int64Type};
+use jingteng_engine::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use jingteng_engine::{Engine, Limits, ViewInfo, view};
 
 pub struct World {
