@@ -662,6 +662,43 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
             "DIFFERS FROM"
         }
     );
+    let insight = &report["insight"];
+    println!(
+        "\nInsight asked by {} at the host, released with differential privacy:",
+        insight["analyst"].as_str().unwrap_or("?")
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "parties",
+        "people (noisy)",
+        "95% noise bound",
+        "truth (linkable)",
+    ]);
+    for (set, o) in insight["overlap"].as_object().into_iter().flatten() {
+        t.add_row([
+            set.clone(),
+            n(&o["people"]),
+            o["bound95"]
+                .as_f64()
+                .map_or("-".into(), |b| format!("±{b}")),
+            n(&o["truth_linkable"]),
+        ]);
+    }
+    println!("{t}");
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["social age band", "people also at retail (noisy)"]);
+    for r in insight["profile"]["rows"].as_array().into_iter().flatten() {
+        t.add_row([r[0].as_str().unwrap_or("?").to_string(), n(&r[1])]);
+    }
+    println!("{t}");
+    println!(
+        "privacy budget of {}: ε {} spent of {}",
+        insight["analyst"].as_str().unwrap_or("?"),
+        insight["budget"]["spent"],
+        insight["budget"]["limit"]
+    );
     let d = out.display();
     println!(
         "Report: {d}/report.json (truth: {d}/truth.json), in {:.1} s. Each node's data: {d}/nodes/<party>/.",
@@ -680,11 +717,16 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
             format!("jingteng match --spec {d}/world/collab.toml"),
             "the same match in one process",
         ),
+        (
+            format!(
+                "jingteng query --spec {d}/world/collab.toml --state {d}/nodes/{HOST}/view --analyst brand \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
+            ),
+            "ask more (exact figures: set mode = \"threshold\" in the spec)",
+        ),
     ];
-    let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     println!("Look around:");
     for (command, what) in next {
-        println!("  {command:<width$}  # {what}");
+        println!("  # {what}\n  {command}");
     }
 }
 
