@@ -319,7 +319,6 @@ impl Checker<'_> {
             out.kind = out.kind.max(lin.kind);
             out.measures.extend(lin.measures.iter().cloned());
         }
-        let _ = place;
         Ok(out)
     }
 
@@ -897,10 +896,7 @@ fn dp_stats(policy: &Policy, a: &Aggregate) -> Result<Vec<DpStat>> {
         }
         let stat = match (name.as_str(), arg) {
             ("count", None) => DpStat::Count(None),
-            ("count", Some(x)) if af.params.distinct => {
-                let _ = x;
-                DpStat::People
-            }
+            ("count", Some(_)) if af.params.distinct => DpStat::People,
             ("count", Some(Expr::Literal(..))) => DpStat::Count(None),
             ("count", Some(x)) => DpStat::Count(Some(x)),
             ("sum" | "avg", Some(x)) => match bounds_of(&x) {

@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::server::problem;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -435,22 +436,6 @@ async fn not_found() -> Response {
 
 // ---------------------------------------------------------------------------------
 // The API
-
-/// An `application/problem+json` response with a stable `type`.
-fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = json!({
-        "type": format!("urn:jingteng:error:{code}"),
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 fn ok_json(v: Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()

@@ -902,8 +902,9 @@ async fn not_found() -> Response {
     )
 }
 
-/// An `application/problem+json` response with a stable `type`.
-fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+/// An `application/problem+json` response with a stable `type` (the node API's and the
+/// dashboard's errors).
+pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:jingteng:error:{code}"),
         "title": status.canonical_reason().unwrap_or("error"),
