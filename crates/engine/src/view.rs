@@ -118,11 +118,7 @@ pub async fn build_local(
     })
     .await
     .map_err(|e| Error::Internal(format!("match task: {e}")))??;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let staging = dir.join(format!(".joined-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
+    let staging = staging_dir(dir)?;
     let tables = write_tables(&collab, &base, &linked, &staging).await?;
     let info = ViewInfo {
         collaboration: collab.id().to_string(),
@@ -130,19 +126,224 @@ pub async fn build_local(
         tables,
         report,
     };
-    let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
+    publish(dir, &staging, &info)?;
+    Ok(info)
+}
+
+/// A fresh staging folder for a view being built in `dir`.
+fn staging_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let staging = dir.join(format!(".joined-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    Ok(staging)
+}
+
+/// Writes `view.json` into the staging folder and renames it into place as
+/// `DIR/joined`: readers see the old view or the new one, never half of one.
+fn publish(dir: &Path, staging: &Path, info: &ViewInfo) -> Result<()> {
+    let json = serde_json::to_vec_pretty(info).map_err(|e| Error::Internal(e.to_string()))?;
     let vpath = staging.join("view.json");
     std::fs::write(&vpath, json).map_err(io(&vpath))?;
     let target = dir.join("joined");
     if target.exists() {
         let old = dir.join(format!(".old-{}", std::process::id()));
         std::fs::rename(&target, &old).map_err(io(&target))?;
-        std::fs::rename(&staging, &target).map_err(io(&staging))?;
+        std::fs::rename(staging, &target).map_err(io(staging))?;
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     } else {
-        std::fs::rename(&staging, &target).map_err(io(&staging))?;
+        std::fs::rename(staging, &target).map_err(io(staging))?;
     }
+    Ok(())
+}
+
+/// The column a member's shared table carries instead of its record id: the record's
+/// row in the member's identity table, as the member numbered it in the match.
+pub const ROW: &str = "__row";
+
+/// One table a member shared for the joined view: Arrow IPC stream files whose first
+/// column is [`ROW`] (`UInt32`) when the table is about people, followed by the
+/// columns the spec declares, in the order dimensions, measures, timestamps.
+#[derive(Debug, Clone)]
+pub struct SharedTable {
+    /// The party.
+    pub party: String,
+    /// The table, as the spec names it.
+    pub table: String,
+    /// Its parts, in order.
+    pub files: Vec<PathBuf>,
+    /// Rows the member left out because their record id is not in its identity table.
+    pub orphan_rows: u64,
+}
+
+/// The columns of `party.table` a member shares, in the order it sends them (after
+/// [`ROW`] when the table has a record id): dimensions, measures, timestamps.
+pub fn shared_columns(collab: &Collaboration, party: &str, table: &str) -> Option<Vec<String>> {
+    let p = collab.parties().iter().find(|p| p.name == party)?;
+    let t = std::iter::once(&p.identity)
+        .chain(&p.tables)
+        .find(|t| t.name == table)?;
+    Some(
+        t.dimensions
+            .iter()
+            .chain(&t.measures)
+            .chain(&t.timestamps)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Builds the joined view at a networked host from the match's linkage and the tables
+/// the members shared (see [`SharedTable`]): each record's row becomes its person id,
+/// exactly as [`build_local`] numbers people, so both modes give the same answers.
+/// Written in a staging folder and renamed into place.
+pub fn build_from_shared(
+    dir: &Path,
+    collab: &Collaboration,
+    fingerprint: &str,
+    report: MatchReport,
+    linked: &Linked,
+    shared: &[SharedTable],
+) -> Result<ViewInfo> {
+    use datafusion::arrow::ipc::reader::StreamReader;
+    let staging = staging_dir(dir)?;
+    let mut tables = Vec::new();
+    let mut offset: u64 = 0;
+    for (pi, party) in collab.parties().iter().enumerate() {
+        let records = *linked
+            .records
+            .get(pi)
+            .ok_or_else(|| Error::Internal(format!("no record count for party {pi}")))?;
+        for t in std::iter::once(&party.identity).chain(&party.tables) {
+            let name = format!("{}.{}", party.name, t.name);
+            let sent = shared
+                .iter()
+                .find(|s| s.party == party.name && s.table == t.name)
+                .ok_or_else(|| Error::Internal(format!("{name} was not shared")))?;
+            let rel = PathBuf::from(&party.name).join(format!("{}.parquet", t.name));
+            let dest = staging.join(&rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+            let mut rows = 0u64;
+            for path in &sent.files {
+                let file = std::fs::File::open(path).map_err(io(path))?;
+                let reader =
+                    StreamReader::try_new(std::io::BufReader::new(file), None).map_err(|e| {
+                        Error::Input {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                if writer.is_none() {
+                    let schema = if t.record_id.is_some() {
+                        person_schema(&reader.schema()).map_err(|message| Error::Input {
+                            path: path.clone(),
+                            message: format!("{name}: {message}"),
+                        })?
+                    } else {
+                        reader.schema()
+                    };
+                    let file = std::fs::File::create(&dest).map_err(io(&dest))?;
+                    writer = Some(ArrowWriter::try_new(file, schema, None)?);
+                }
+                for batch in reader {
+                    let batch = batch.map_err(|e| Error::Input {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                    let out = if t.record_id.is_some() {
+                        with_persons(&batch, |row| {
+                            if row >= records {
+                                return None;
+                            }
+                            Some(
+                                linked
+                                    .person_of(pi, row)
+                                    .map_or(UNLINKED + offset + u64::from(row), u64::from),
+                            )
+                        })
+                        .map_err(|message| Error::Input {
+                            path: path.clone(),
+                            message: format!("{name}: {message}"),
+                        })?
+                    } else {
+                        batch
+                    };
+                    if let Some(w) = writer.as_mut() {
+                        w.write(&out).map_err(|e| Error::Input {
+                            path: path.clone(),
+                            message: format!("{name}: {e}"),
+                        })?;
+                    }
+                    rows += out.num_rows() as u64;
+                }
+            }
+            match writer {
+                Some(w) => {
+                    w.close()?;
+                }
+                None => {
+                    return Err(Error::Internal(format!("{name}: shared in no part")));
+                }
+            }
+            tables.push(ViewTable {
+                name,
+                path: rel.to_string_lossy().to_string(),
+                rows,
+                orphan_rows: sent.orphan_rows,
+            });
+        }
+        offset += u64::from(records);
+    }
+    let info = ViewInfo {
+        collaboration: collab.id().to_string(),
+        fingerprint: fingerprint.to_string(),
+        tables,
+        report,
+    };
+    publish(dir, &staging, &info)?;
     Ok(info)
+}
+
+/// Replaces a shared batch's [`ROW`] column by the person id `person(row)`; a row the
+/// member's identity table does not have is an error.
+fn with_persons(
+    batch: &RecordBatch,
+    person: impl Fn(u32) -> Option<u64>,
+) -> std::result::Result<RecordBatch, String> {
+    let schema = person_schema(&batch.schema())?;
+    let rows = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::UInt32Array>()
+        .ok_or_else(|| format!("{ROW} is not UInt32"))?;
+    let mut persons = Vec::with_capacity(rows.len());
+    for i in 0..rows.len() {
+        if rows.is_null(i) {
+            return Err(format!("{ROW} is null"));
+        }
+        let row = rows.value(i);
+        persons.push(person(row).ok_or_else(|| format!("row {row} is not a record"))?);
+    }
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(persons))];
+    cols.extend(batch.columns().iter().skip(1).cloned());
+    RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())
+}
+
+/// The schema of a shared table with its [`ROW`] column replaced by the person id.
+fn person_schema(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> std::result::Result<datafusion::arrow::datatypes::SchemaRef, String> {
+    match schema.fields().first() {
+        Some(f) if f.name() == ROW && f.data_type() == &DataType::UInt32 => {}
+        _ => return Err(format!("the first column is not {ROW} (UInt32)")),
+    }
+    let mut fields = vec![Field::new(PERSON, DataType::UInt64, true)];
+    fields.extend(schema.fields().iter().skip(1).map(|f| f.as_ref().clone()));
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 /// Reads a built view's description from `DIR/joined/view.json`.

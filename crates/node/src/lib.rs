@@ -22,8 +22,10 @@ pub mod contract;
 mod dashboard;
 mod import;
 mod netmatch;
+mod remote;
 mod retry;
 mod server;
+mod share;
 mod tls;
 
 // The web dashboard (a loopback HTTP listener `serve` starts when node.toml sets
@@ -35,12 +37,31 @@ pub use dashboard::{
 pub use import::{Imported, import};
 pub use netmatch::RunStatus;
 
+/// Checks a part of a shared table as the host receives it, against the schema the spec
+/// gives it (exposed for fuzzing): its rows, or what is wrong.
+pub fn check_shared_part(
+    schema: &arrow::datatypes::SchemaRef,
+    bytes: &[u8],
+) -> std::result::Result<u64, String> {
+    share::check_part(schema, bytes)
+}
+
+/// The schema a member's part of `party.table` must have (exposed for fuzzing).
+pub fn shared_part_schema(
+    collab: &jingteng_psi::Collaboration,
+    party: &str,
+    table: &str,
+) -> Option<arrow::datatypes::SchemaRef> {
+    share::expected_schema(collab, party, table)
+}
+
 /// Decodes a member's match contribution as the host receives it (exposed for fuzzing).
 pub fn decode_contribution(
     bytes: &[u8],
 ) -> std::result::Result<jingteng_match::PartyContribution, String> {
     netmatch::decode_contribution(bytes)
 }
+pub use remote::{QueryReply, QueryRequest, query_host};
 pub use retry::RetryPolicy;
 pub use server::{
     API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,
@@ -102,12 +123,29 @@ pub enum Error {
         /// The last attempt's failure.
         last: String,
     },
+    /// The host of a collaboration refused or failed a request (a query that breaks a
+    /// privacy rule, a spent budget, no joined view yet…).
+    #[error("the host {host} answered {status} ({code}): {detail}")]
+    Remote {
+        /// The host party.
+        host: String,
+        /// The HTTP status.
+        status: u16,
+        /// The problem's code: `refused`, `resource-limit`, `budget-exhausted`,
+        /// `bad-query`, `no-view`, …
+        code: String,
+        /// The host's explanation (for a refusal: the rule, the column and a hint).
+        detail: String,
+    },
     /// The node is stopping; the work in progress was abandoned.
     #[error("the node is stopping")]
     Stopped,
     /// The catalog refused.
     #[error(transparent)]
     Catalog(#[from] jingteng_catalog::Error),
+    /// The query engine refused or failed (a privacy rule, the budget, a limit…).
+    #[error(transparent)]
+    Engine(#[from] jingteng_engine::Error),
     /// A bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -115,6 +153,19 @@ pub enum Error {
 
 /// Result of this crate's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::Internal(format!("table data: {e}"))
+    }
+}
+
+/// Where a host keeps the joined view of a collaboration: `DIR/views/<digest of the
+/// id>/joined/` (the latest linked match run's; replaced whole by the next).
+pub fn view_dir(dir: &Path, collaboration: &str) -> PathBuf {
+    let digest = Sha256::digest(collaboration.as_bytes());
+    dir.join("views").join(hex(&digest[..8]))
+}
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File {

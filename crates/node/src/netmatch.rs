@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::contract::MemberCard;
 use crate::retry::{Call, Halt, RetryPolicy};
+use crate::share::SentTable;
 use crate::{Error, NodeDir, Result, file_err, write_atomic};
 
 /// A match run at the host. Its state outlives the process: the job in the catalog,
@@ -187,11 +188,30 @@ pub(crate) fn load_contributions(
     Ok(out)
 }
 
-/// Removes a finished run's contributions (join keys are not kept past their use).
+/// Removes a finished run's contributions and shared tables (join keys and row-level
+/// columns are not kept past their use; the joined view holds what the host keeps).
 pub(crate) fn discard_contributions(dir: &Path, run: &str, parties: usize) {
     for party in 0..parties {
         let _ = std::fs::remove_file(contribution_path(dir, run, party));
+        let _ = std::fs::remove_dir_all(run_dir(dir, run).join(format!("party-{party}")));
     }
+}
+
+/// What each party says it shared for a run, from the contributions kept (in party
+/// order; a party whose contribution is missing shared nothing).
+pub(crate) fn load_sent(dir: &Path, run: &str, parties: usize) -> Result<Vec<Vec<SentTable>>> {
+    (0..parties)
+        .map(|party| {
+            let path = contribution_path(dir, run, party);
+            match std::fs::read(&path) {
+                Ok(bytes) => decode_with_tables(&bytes)
+                    .map(|(_, t)| t)
+                    .map_err(|e| file_err(&path, e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(file_err(&path, e)),
+            }
+        })
+        .collect()
 }
 
 fn report_path(dir: &Path, run: &str) -> PathBuf {
@@ -259,12 +279,17 @@ struct Header {
     records: u32,
     tallies: Vec<ColumnTally>,
     channels: Vec<(String, u64)>,
+    /// The tables the member shared for the joined view, sent before this.
+    #[serde(default)]
+    tables: Vec<SentTable>,
 }
 
-/// Encodes a contribution: a big-endian `u32` header length, the JSON header, then per
-/// channel its `(row: u32 BE, key: 16 bytes)` pairs.
-pub(crate) fn encode_contribution(c: &PartyContribution) -> Result<Vec<u8>> {
+/// Encodes a contribution: a big-endian `u32` header length, the JSON header (with the
+/// tables shared for the joined view), then per channel its `(row: u32 BE, key: 16
+/// bytes)` pairs.
+pub(crate) fn encode_contribution(c: &PartyContribution, tables: &[SentTable]) -> Result<Vec<u8>> {
     let header = Header {
+        tables: tables.to_vec(),
         party: c.party,
         records: c.records,
         tallies: c.tallies.clone(),
@@ -290,6 +315,13 @@ pub(crate) fn encode_contribution(c: &PartyContribution) -> Result<Vec<u8>> {
 
 /// Decodes a contribution; sizes must agree exactly with the header.
 pub(crate) fn decode_contribution(bytes: &[u8]) -> Result<PartyContribution, String> {
+    decode_with_tables(bytes).map(|(c, _)| c)
+}
+
+/// [`decode_contribution`], with the tables the member says it shared.
+pub(crate) fn decode_with_tables(
+    bytes: &[u8],
+) -> Result<(PartyContribution, Vec<SentTable>), String> {
     let len_bytes: [u8; 4] = bytes
         .get(..4)
         .and_then(|b| b.try_into().ok())
@@ -321,12 +353,15 @@ pub(crate) fn decode_contribution(bytes: &[u8]) -> Result<PartyContribution, Str
     if !rest.is_empty() {
         return Err("bytes after the last channel".into());
     }
-    Ok(PartyContribution {
-        party: header.party,
-        records: header.records,
-        tallies: header.tallies,
-        keys,
-    })
+    Ok((
+        PartyContribution {
+            party: header.party,
+            records: header.records,
+            tallies: header.tallies,
+            keys,
+        },
+        header.tables,
+    ))
 }
 
 /// The other members, reached through their APIs from a blocking thread; every call
@@ -415,38 +450,23 @@ impl Peers for RemotePeers<'_> {
     }
 }
 
-/// This member's side: its latest imported identity table through the PSI with `me`.
+/// This member's side: its imported identity table (`identity`) through the PSI with `me`.
 pub(crate) fn contribute_here(
     node: &NodeDir,
     collab: &Collaboration,
     me: &Party,
     peers: &RemotePeers<'_>,
+    identity: PathBuf,
 ) -> Result<PartyContribution> {
     let party = collab
         .parties()
         .iter()
         .position(|p| p.name == node.config().party)
         .ok_or_else(|| Error::Contract("this node is not a party of the spec".into()))?;
-    let dataset = format!(
-        "{}/{}",
-        node.config().party,
-        collab.parties()[party].identity.name
-    );
-    let version = node
-        .catalog()?
-        .datasets()?
-        .into_iter()
-        .find(|d| d.name == dataset)
-        .ok_or_else(|| {
-            Error::Contract(format!(
-                "no imported {dataset}: run `jingteng import --table {}` first",
-                collab.parties()[party].identity.name
-            ))
-        })?;
     jingteng_match::contribute(
         collab,
         party,
-        Source::File(node.dir().join(&version.path)),
+        Source::File(identity),
         me,
         peers,
         &|_: &str, _: u64| {},
@@ -477,7 +497,14 @@ mod tests {
             tallies: vec![ColumnTally::default()],
             keys: vec![("phone/md5".into(), vec![(0, [1; 16]), (2, [2; 16])])],
         };
-        let bytes = encode_contribution(&c).unwrap();
+        let tables = vec![SentTable {
+            table: "users".into(),
+            parts: 2,
+            rows: 3,
+            orphans: 0,
+        }];
+        let bytes = encode_contribution(&c, &tables).unwrap();
+        assert_eq!(decode_with_tables(&bytes).unwrap().1, tables);
         let back = decode_contribution(&bytes).unwrap();
         assert_eq!(
             (back.party, back.records, back.keys.clone()),

@@ -30,6 +30,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::contract::{Contract, ContractBody, MemberCard};
 use crate::netmatch::{self, Run, Runs, lock};
 use crate::retry::{Call, Halt, RetryNote, RetryPolicy, call_peer, problem_detail};
+use crate::share;
 use crate::tls::{self, PinnedClients, PinnedServer};
 use crate::{Error, NodeDir, Result, file_err, read_secret};
 
@@ -121,6 +122,50 @@ fn pinned_members(node: &NodeDir) -> Result<Pinned> {
     Ok((allowed, members))
 }
 
+/// The body of the active (fully signed, verifying) contract of `collaboration` in this
+/// node's catalog.
+pub(crate) fn active_contract(node: &NodeDir, collaboration: &str) -> Result<ContractBody> {
+    let (_, mut contracts) = pinned_members(node)?;
+    contracts.remove(collaboration).ok_or_else(|| {
+        Error::Contract(format!(
+            "no active collaboration {collaboration:?} in this node's catalog (see `jingteng collab status`)"
+        ))
+    })
+}
+
+/// A member's query on a collaboration this node hosts, answered under its rules.
+async fn query(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
+    let contract = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = host_check(&contract, &state.party) {
+        return r;
+    }
+    let req: crate::QueryRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("not a query request: {e}"),
+            );
+        }
+    };
+    match crate::remote::answer(&state.dir, &contract, &peer.0, req).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
 fn server_config(node: &NodeDir, allowed: BTreeMap<String, String>) -> Result<ServerConfig> {
     let (cert, key) = identity(node)?;
     ServerConfig::builder_with_provider(tls::provider())
@@ -162,6 +207,15 @@ fn router(state: AppState) -> Router {
             "/v1/collaborations/{id}/match/{run}/result",
             axum::routing::post(receive_result)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_CONTRIBUTION_BYTES)),
+        )
+        .route(
+            "/v1/collaborations/{id}/match/{run}/tables/{table}/{part}",
+            axum::routing::post(receive_part)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_PART_BYTES)),
+        )
+        .route(
+            "/v1/collaborations/{id}/query",
+            axum::routing::post(query).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
         )
         .route(
             "/v1/collaborations/{id}/match/{run}/failed",
@@ -521,26 +575,70 @@ async fn contribute_and_deliver(
     let work = {
         let (node, body, halt) = (node.clone(), body.clone(), state.halt.clone());
         let (retry, runtime) = (state.options.retry, tokio::runtime::Handle::current());
-        let host = host.party.clone();
+        let (host, run) = (host.clone(), run.to_string());
         tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (String, bool)> {
             let collab = jingteng_psi::Collaboration::parse(&body.spec)
                 .map_err(|e| (e.to_string(), false))?;
+            let own = |e: Error| (e.to_string(), false);
+            let identity_table = collab
+                .parties()
+                .iter()
+                .find(|p| p.name == node.config().party)
+                .map(|p| p.identity.name.clone())
+                .ok_or_else(|| {
+                    own(Error::Contract(
+                        "this node is not a party of the spec".into(),
+                    ))
+                })?;
+            // One version of the identity table numbers both the join keys and the
+            // shared rows.
+            let identity = share::latest_import(&node, &identity_table).map_err(own)?;
             let peers = netmatch::RemotePeers {
                 node: &node,
                 collaboration: collab.id(),
                 members: &body.members,
-                runtime,
+                runtime: runtime.clone(),
                 retry,
                 halt: &halt,
                 gave_up: std::sync::Mutex::default(),
                 failure: std::sync::Mutex::default(),
             };
-            let part = netmatch::contribute_here(&node, &collab, &me, &peers);
+            let part = netmatch::contribute_here(&node, &collab, &me, &peers, identity.clone());
             // Failing because the host itself was away is not reported: the host,
             // once back, asks again.
-            let host_away = lock(&peers.gave_up).contains(&host) || halt.is_set();
+            let host_away = lock(&peers.gave_up).contains(&host.party) || halt.is_set();
             let part = part.map_err(|e| (e.to_string(), host_away))?;
-            netmatch::encode_contribution(&part).map_err(|e| (e.to_string(), false))
+            // Then the tables, part by part, before the contribution that announces them.
+            let mut host_gone = false;
+            let tables = share::share_tables(&node, &collab, &identity, &mut |table, k, bytes| {
+                let path = format!(
+                    "/v1/collaborations/{}/match/{run}/tables/{table}/{k}",
+                    collab.id()
+                );
+                let call = Call {
+                    method: hyper::Method::POST,
+                    path: &path,
+                    body: Some((share::ARROW_STREAM_TYPE, bytes.into())),
+                };
+                let answer =
+                    runtime.block_on(call_peer(&node, &host, &call, retry, &halt, &|_| {}));
+                match answer {
+                    Ok((202, _)) => Ok(()),
+                    Ok((status, body)) => Err(Error::Peer {
+                        addr: host.endpoint.clone(),
+                        message: format!(
+                            "the host refused part {k} of {table} ({status}): {}",
+                            problem_detail(&body)
+                        ),
+                    }),
+                    Err(e) => {
+                        host_gone = true;
+                        Err(e)
+                    }
+                }
+            });
+            let tables = tables.map_err(|e| (e.to_string(), host_gone || halt.is_set()))?;
+            netmatch::encode_contribution(&part, &tables).map_err(own)
         })
         .await
     };
@@ -584,6 +682,90 @@ async fn contribute_and_deliver(
 /// Largest contribution a member may send (about 50 M keys).
 const MAX_CONTRIBUTION_BYTES: usize = 1 << 30;
 
+/// Largest part of a shared table (262,144 rows of a few hundred bytes each, at most).
+const MAX_PART_BYTES: usize = 256 << 20;
+
+/// A part of a table a member shares for the joined view of a run this node hosts:
+/// checked against the spec (the party's own table, exactly its declared columns, an
+/// Arrow IPC stream that decodes) and kept atomically before it is acknowledged.
+async fn receive_part(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run, table, part)): axum::extract::Path<(String, String, String, u32)>,
+    Extension(peer): Extension<Peer>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
+    let body = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let names = party_names(&body);
+    let Some(index) = names.iter().position(|n| *n == peer.0) else {
+        return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown party");
+    };
+    let collab = match jingteng_psi::Collaboration::parse(&body.spec) {
+        Ok(c) => c,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    if !share::is_table_of(&collab, &peer.0, &table) || part >= share::MAX_PARTS {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-table",
+            &format!(
+                "{}.{table} part {part} is not a table of yours in the spec",
+                peer.0
+            ),
+        );
+    }
+    {
+        let runs = lock(&state.runs);
+        let Some(r) = runs.get(&run).filter(|r| r.collaboration == id) else {
+            return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
+        };
+        if r.is_over() || r.linking || r.parts.contains_key(&index) {
+            return problem(
+                StatusCode::CONFLICT,
+                "duplicate",
+                "this party already contributed, or the run is over",
+            );
+        }
+    }
+    let Some(schema) = share::expected_schema(&collab, &peer.0, &table) else {
+        return problem(StatusCode::BAD_REQUEST, "bad-table", "not in the spec");
+    };
+    let path = share::part_path(&netmatch::run_dir(&state.dir, &run), index, &table, part);
+    let kept = tokio::task::spawn_blocking(move || {
+        share::check_part(&schema, &bytes).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let parent = path.parent().unwrap_or(&path);
+        crate::private_dir(parent)
+            .and_then(|()| crate::write_atomic(&path, &bytes))
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
+    match kept {
+        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err((StatusCode::BAD_REQUEST, e))) => problem(
+            StatusCode::BAD_REQUEST,
+            "bad-part",
+            &format!("{}.{table} part {part}: {e}", peer.0),
+        ),
+        Ok(Err((status, e))) => problem(status, "internal", &format!("keeping the part: {e}")),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "keeping the part failed",
+        ),
+    }
+}
+
 /// A member's contribution to a run this node hosts: kept on disk (atomically) before
 /// it is acknowledged; when all are in, the host links.
 async fn receive_result(
@@ -603,8 +785,8 @@ async fn receive_result(
     let Some(index) = names.iter().position(|n| *n == peer.0) else {
         return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown party");
     };
-    let part = match netmatch::decode_contribution(&bytes) {
-        Ok(p) if p.party == index => p,
+    let (part, sent) = match netmatch::decode_with_tables(&bytes) {
+        Ok((p, sent)) if p.party == index => (p, sent),
         Ok(_) => {
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -614,6 +796,15 @@ async fn receive_result(
         }
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-contribution", &e),
     };
+    // Every table the spec gives this party must have arrived, whole.
+    if let Err(e) = jingteng_psi::Collaboration::parse(&body.spec)
+        .map_err(|e| Error::Contract(e.to_string()))
+        .and_then(|collab| {
+            share::check_sent(&netmatch::run_dir(&state.dir, &run), &collab, index, &sent)
+        })
+    {
+        return problem(StatusCode::BAD_REQUEST, "tables-missing", &e.to_string());
+    }
     let duplicate = || {
         problem(
             StatusCode::CONFLICT,
@@ -702,7 +893,23 @@ fn spawn_link(
         let outcome = jingteng_psi::Collaboration::parse(&body.spec)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                jingteng_match::link_and_report(&c, parts, elapsed).map_err(|e| e.to_string())
+                let (report, linked) =
+                    jingteng_match::link_parts(&c, parts, elapsed).map_err(|e| e.to_string())?;
+                // The joined view: every member's shared rows under their person ids.
+                let sent = netmatch::load_sent(&state.dir, &run, names.len())
+                    .map_err(|e| e.to_string())?;
+                let shared = share::shared_tables(&netmatch::run_dir(&state.dir, &run), &c, &sent)
+                    .map_err(|e| e.to_string())?;
+                jingteng_engine::view::build_from_shared(
+                    &crate::view_dir(&state.dir, c.id()),
+                    &c,
+                    &run,
+                    report.clone(),
+                    &linked,
+                    &shared,
+                )
+                .map_err(|e| format!("building the joined view: {e}"))?;
+                Ok(report)
             })
             .and_then(|report| {
                 if state.halt.is_set() {

@@ -14,6 +14,34 @@ use jingteng_node::{
 };
 use tokio::net::TcpListener;
 
+/// Imports every table the spec gives this node's party (the identity table first).
+fn import_all(n: &NodeDir, spec: &Path) {
+    let collab = jingteng_match::read_spec(spec).unwrap();
+    let party = collab
+        .parties()
+        .iter()
+        .find(|p| p.name == n.config().party)
+        .unwrap();
+    for t in std::iter::once(&party.identity).chain(&party.tables) {
+        import(n, spec, &t.name, None).unwrap();
+    }
+}
+
+/// `SELECT …` over a joined view in `dir`, with plain DataFusion: the rows, as text.
+async fn plain(dir: &Path, sql: &str) -> Vec<String> {
+    use jingteng_engine::datafusion::prelude::SessionContext;
+    let info = jingteng_engine::view::load(dir).unwrap();
+    let ctx = SessionContext::new();
+    jingteng_engine::register_view(&ctx, dir, &info)
+        .await
+        .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let (_, rows) = jingteng_engine::rows_of(&batches).unwrap();
+    rows.iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect()
+}
+
 async fn node(root: &Path, party: &str) -> (NodeDir, TcpListener) {
     let dir = root.join(party);
     init(&dir, party).unwrap();
@@ -38,6 +66,9 @@ async fn three_nodes_match_like_local_mode() {
     };
     jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
     let spec = world.join("collab.toml");
+    // Threshold release, so that the host's answers can be compared with local mode's.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("mode = \"dp\"", "mode = \"threshold\"")).unwrap();
 
     let (social, l_social) = node(tmp.path(), "social").await;
     let (retail, l_retail) = node(tmp.path(), "retail").await;
@@ -55,9 +86,9 @@ async fn three_nodes_match_like_local_mode() {
     for n in [&social, &retail, &brand] {
         contract::record(n, &c, &status, "activate").unwrap();
     }
-    // Each party imports its own identity table.
-    for (n, table) in [(&social, "users"), (&retail, "users"), (&brand, "crm")] {
-        import(n, &spec, table, None).unwrap();
+    // Each party imports its own tables.
+    for n in [&social, &retail, &brand] {
+        import_all(n, &spec);
     }
 
     let mut stops = Vec::new();
@@ -158,6 +189,99 @@ async fn three_nodes_match_like_local_mode() {
     }
     assert_eq!(report["identifiers"], local["identifiers"]);
 
+    // The host holds the joined view: every member's declared columns under person ids,
+    // the same as local mode builds (the same people, linked alike), and no member's
+    // shared rows are left in the run's folder.
+    let view = jingteng_node::view_dir(retail.dir(), "synth-6");
+    let local_state = tmp.path().join("local");
+    jingteng_engine::view::build_local(
+        &spec,
+        &local_state,
+        std::sync::Arc::new(|_: &str, _: u64| {}),
+    )
+    .await
+    .unwrap();
+    let info = jingteng_engine::view::load(&view).unwrap();
+    assert_eq!(info.tables.len(), 7);
+    for t in &info.tables {
+        let sql = if t.name == "social.campaigns" {
+            format!("SELECT COUNT(*), SUM(spend_fen) FROM {}", t.name)
+        } else {
+            format!("SELECT COUNT(*), COUNT(DISTINCT person) FROM {}", t.name)
+        };
+        assert_eq!(
+            plain(&view, &sql).await,
+            plain(&local_state, &sql).await,
+            "{sql}"
+        );
+    }
+    let across = "SELECT u.age_band, o.category, COUNT(*) AS n FROM social.exposures e \
+        JOIN social.users u ON u.person = e.person JOIN retail.orders o ON o.person = e.person \
+        GROUP BY 1, 2 ORDER BY 1, 2";
+    let networked = plain(&view, across).await;
+    assert!(!networked.is_empty());
+    assert_eq!(networked, plain(&local_state, across).await);
+    let run_dir = retail.dir().join("runs").join(&run);
+    let left: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, ["report.json"], "{left:?}");
+
+    // A member's analyst queries the host: answered under the rules, like local mode.
+    let sql = "SELECT age_band, COUNT(DISTINCT person) AS people FROM social.users GROUP BY age_band ORDER BY age_band";
+    let req = jingteng_node::QueryRequest {
+        sql: sql.into(),
+        analyst: "alice".into(),
+        explain: false,
+    };
+    let jingteng_node::QueryReply::Answer(answer) =
+        jingteng_node::query_host(&brand, "synth-6", &req)
+            .await
+            .unwrap()
+    else {
+        panic!("an answer")
+    };
+    let collab = jingteng_match::read_spec(&spec).unwrap();
+    let engine = jingteng_engine::Engine::open(
+        &collab,
+        &local_state,
+        &jingteng_engine::view::load(&local_state).unwrap(),
+        jingteng_catalog::Catalog::open(&local_state.join("catalog.sqlite")).unwrap(),
+        jingteng_engine::Limits::default(),
+    )
+    .await
+    .unwrap();
+    let here = engine.query(sql, "alice").await.unwrap();
+    assert!(!answer.rows.is_empty());
+    assert_eq!(answer.rows, here.rows);
+    // …and refused with the rule when it would release row-level data.
+    let req = jingteng_node::QueryRequest {
+        sql: "SELECT person FROM social.users".into(),
+        analyst: "alice".into(),
+        explain: false,
+    };
+    match jingteng_node::query_host(&brand, "synth-6", &req).await {
+        Err(jingteng_node::Error::Remote { code, detail, .. }) => {
+            assert_eq!(code, "refused", "{detail}");
+            assert!(
+                detail.contains("identifier") || detail.contains("row-level"),
+                "{detail}"
+            );
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    // The host audited the query under the member's analyst.
+    assert!(
+        retail
+            .catalog()
+            .unwrap()
+            .audit_entries()
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "query" && e.actor.contains("brand:alice"))
+    );
+
     // The host audited the match and kept it as a finished job.
     let catalog = retail.catalog().unwrap();
     assert!(
@@ -211,8 +335,8 @@ async fn setup(seed: u64) -> Setup {
     for n in [&social, &retail, &brand] {
         contract::record(n, &c, &status, "activate").unwrap();
     }
-    for (n, table) in [(&social, "users"), (&retail, "users"), (&brand, "crm")] {
-        import(n, &spec, table, None).unwrap();
+    for n in [&social, &retail, &brand] {
+        import_all(n, &spec);
     }
     Setup {
         tmp,
@@ -357,13 +481,18 @@ async fn killed_host_resumes(kept_when_killed: usize) {
         .unwrap()
         .unwrap();
     let run_dir = root.join("retail/runs").join(&run);
-    let kept = files_in(&run_dir);
+    // Whole contributions only, and the shared tables' parts (folders `party-N/`).
+    let kept: Vec<String> = files_in(&run_dir)
+        .into_iter()
+        .filter(|f| !run_dir.join(f).is_dir())
+        .collect();
     assert_eq!(kept.len(), kept_when_killed, "contributions kept: {kept:?}");
     assert!(
         kept.iter()
             .all(|f| f.starts_with("party-") && f.ends_with(".contrib")),
         "only whole contributions: {kept:?}"
     );
+    assert!(!jingteng_node::view_dir(retail.dir(), "synth-6").exists());
     let jobs = retail.catalog().unwrap().jobs().unwrap();
     assert_eq!((jobs.len(), jobs[0].attempts), (1, 1));
     assert!(matches!(jobs[0].state.as_str(), "running" | "retrying"));
@@ -417,6 +546,18 @@ async fn killed_host_resumes(kept_when_killed: usize) {
         (1, "done", 2)
     );
     assert_eq!(files_in(&run_dir), ["report.json"]);
+    // The joined view was built from what the members shared, before and after the halt.
+    let info =
+        jingteng_engine::view::load(&jingteng_node::view_dir(retail.dir(), "synth-6")).unwrap();
+    assert_eq!(info.fingerprint, run);
+    assert_eq!(
+        info.tables
+            .iter()
+            .find(|t| t.name == "social.users")
+            .unwrap()
+            .rows,
+        report["records"]["social"].as_u64().unwrap()
+    );
     let matches = catalog
         .audit_entries()
         .unwrap()
