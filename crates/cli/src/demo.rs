@@ -207,11 +207,21 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
-    // 4. Each party imports its identity table into its own node.
+    // 4. Each party imports its tables into its own node (the identity table first).
+    let collab = jingteng_match::read_spec(&spec)?;
     for n in &mut nodes {
-        let made = jingteng_node::import(&n.node, &spec, n.table, None)
-            .with_context(|| format!("importing {}/{} into its node", n.party, n.table))?;
-        n.rows = made.rows;
+        let party = collab
+            .parties()
+            .iter()
+            .find(|p| p.name == n.party)
+            .with_context(|| format!("no party {} in the spec", n.party))?;
+        for t in std::iter::once(&party.identity).chain(&party.tables) {
+            let made = jingteng_node::import(&n.node, &spec, &t.name, None)
+                .with_context(|| format!("importing {}/{} into its node", n.party, t.name))?;
+            if t.name == n.table {
+                n.rows = made.rows;
+            }
+        }
     }
     step(
         4,
@@ -301,14 +311,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
-    // 6. Insight at the host, under the collaboration's privacy rules (DP by default),
-    // asked by the brand.
+    // 6. Insight: the brand's analyst asks the host over the network; the host answers
+    // on its joined view under the collaboration's privacy rules (DP by default).
     let insight_started = Instant::now();
-    let insight = match runtime.block_on(insight(
-        &spec,
-        &out.join("nodes").join(HOST).join("view"),
-        &truth,
-    )) {
+    let brand_node = NodeDir::open(&nodes_dir.join("brand"))?;
+    let insight = match runtime.block_on(insight(&brand_node, &status.collaboration, &truth)) {
         Ok(v) => v,
         Err(e) => {
             stop_servers(&runtime, &stop, servers);
@@ -700,6 +707,7 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         insight["budget"]["limit"]
     );
     let d = out.display();
+    let collab = report["contract"]["collaboration"].as_str().unwrap_or("?");
     println!(
         "Report: {d}/report.json (truth: {d}/truth.json), in {:.1} s. Each node's data: {d}/nodes/<party>/.",
         report["seconds"]["total"].as_f64().unwrap_or(0.0)
@@ -719,9 +727,15 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         ),
         (
             format!(
-                "jingteng query --spec {d}/world/collab.toml --state {d}/nodes/{HOST}/view --analyst brand \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
+                "jingteng query --collab {collab} --dir {d}/nodes/brand \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
             ),
-            "ask more (exact figures: set mode = \"threshold\" in the spec)",
+            "ask the host more, as the brand, while the nodes serve",
+        ),
+        (
+            format!(
+                "jingteng query --spec {d}/world/collab.toml \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
+            ),
+            "or in local mode over the world's files (exact figures: set mode = \"threshold\" in the spec)",
         ),
     ];
     println!("Look around:");
@@ -731,25 +745,29 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
 }
 
 /// The insight step: the overlap of the parties' users and the age profile of the
-/// people social and retail share, asked by the brand through the query engine (the
-/// view the host keeps under `view_dir`), each released under the spec's rules. Every
+/// people social and retail share, asked by the brand's node of the host over mutual
+/// TLS and answered by the host's query engine on the joined view it built from the
+/// networked match, each released under the spec's rules. Every
 /// overlap figure sits next to truth.json's, with whether it falls inside the stated
 /// 95% noise bound.
-async fn insight(spec: &Path, view_dir: &Path, truth: &Value) -> anyhow::Result<Value> {
-    use jingteng_engine::{Engine, Limits, templates};
-    let info = jingteng_engine::view::build_local(
-        spec,
-        view_dir,
-        std::sync::Arc::new(|_: &str, _: u64| {}),
+async fn insight(brand: &NodeDir, collab: &str, truth: &Value) -> anyhow::Result<Value> {
+    use jingteng_engine::templates::Insight;
+    let ask = |insight: Insight| jingteng_node::InsightRequest {
+        insight,
+        analyst: "analyst".into(),
+    };
+    let overlap_steps = jingteng_node::insight_host(
+        brand,
+        collab,
+        &ask(Insight {
+            template: "overlap".into(),
+            ..Insight::default()
+        }),
     )
     .await?;
-    let collab = jingteng_match::read_spec(spec)?;
-    let catalog = jingteng_catalog::Catalog::open(&view_dir.join("catalog.sqlite"))?;
-    let engine = Engine::open(&collab, view_dir, &info, catalog, Limits::default()).await?;
-    let analyst = "brand";
     let mut overlap = serde_json::Map::new();
-    for step in templates::overlap(engine.policy()) {
-        let a = engine.query(&step.sql, analyst).await?;
+    for step in &overlap_steps {
+        let a = &step.answer;
         let key: Vec<&str> = step.title.split(" ∩ ").collect();
         // truth.json keys sets of parties in spec order, joined by "+".
         let order = ["social", "retail", "brand"];
@@ -772,21 +790,34 @@ async fn insight(spec: &Path, view_dir: &Path, truth: &Value) -> anyhow::Result<
             json!({"people": noisy, "bound95": bound, "truth_linkable": linkable, "within_bound95": within}),
         );
     }
-    let profile = templates::profile(engine.policy(), "social.users.age_band", Some("retail"))?;
-    let a = engine.query(&profile.sql, analyst).await?;
-    let budget = engine.budget(analyst, a.budget.as_ref().map_or(0.0, |b| b.limit))?;
+    let profile = jingteng_node::insight_host(
+        brand,
+        collab,
+        &ask(Insight {
+            template: "profile".into(),
+            dimension: Some("social.users.age_band".into()),
+            of: Some("retail".into()),
+            ..Insight::default()
+        }),
+    )
+    .await?;
+    let p = profile
+        .first()
+        .context("the host answered the profile with no step")?;
+    let a = &p.answer;
     Ok(json!({
-        "analyst": analyst,
+        "analyst": format!("{}:analyst", brand.config().party),
+        "asked": format!("by the brand's node, answered by the host {HOST} over mutual TLS"),
         "mode": a.release.mode,
         "overlap": overlap,
         "profile": {
-            "title": profile.title,
-            "sql": profile.sql,
+            "title": p.title,
+            "sql": p.sql,
             "columns": a.columns,
             "rows": a.rows,
             "release": a.release,
         },
-        "budget": budget,
+        "budget": a.budget,
     }))
 }
 

@@ -108,19 +108,28 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct QueryTarget {
     /// The collaboration spec (local mode): every party's files are read here.
-    #[arg(long, value_name = "FILE")]
-    spec: PathBuf,
-    /// Folder for the joined view and the catalog (budget ledger, answer cache, audit
-    /// log); default: `.jingteng` next to the spec.
+    #[arg(long, value_name = "FILE", required_unless_present = "collab")]
+    spec: Option<PathBuf>,
+    /// Networked mode: the collaboration whose host answers. The question goes from the
+    /// node at --dir to the host the signed contract names, over mutual TLS; the host
+    /// checks it against the contract's rules on its joined view (built by the last
+    /// `jingteng match --collab`) and charges the budget of `PARTY:ANALYST`.
+    #[arg(long, value_name = "ID", requires = "dir", conflicts_with_all = ["spec", "state"])]
+    collab: Option<String>,
+    /// Networked mode: this node's data directory.
+    #[arg(long, value_name = "DIR", requires = "collab")]
+    dir: Option<PathBuf>,
+    /// Local mode: folder for the joined view and the catalog (budget ledger, answer
+    /// cache, audit log); default: `.jingteng` next to the spec.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// Who asks: the privacy budget is per analyst.
     #[arg(long, default_value = "analyst")]
     analyst: String,
-    /// Memory one query may use, in MiB.
+    /// Memory one query may use, in MiB (local mode; a host applies its own).
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory_mb: usize,
-    /// Time one query may take, in seconds.
+    /// Time one query may take, in seconds (local mode; a host applies its own).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
     /// Print JSON: columns, rows (each with whether it was noised and at what scale),
@@ -436,10 +445,21 @@ fn main() -> ExitCode {
                     eprintln!("{b}");
                     ExitCode::from(4)
                 }
-                _ => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
+                _ => match e.downcast_ref::<jingteng_node::Error>() {
+                    // The host refused: the same statuses as a refusal in local mode.
+                    Some(jingteng_node::Error::Remote { code, detail, .. }) => {
+                        eprintln!("{detail}");
+                        match code.as_str() {
+                            "refused" | "resource-limit" => ExitCode::from(3),
+                            "budget-exhausted" => ExitCode::from(4),
+                            _ => ExitCode::FAILURE,
+                        }
+                    }
+                    _ => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
             }
         }
     }

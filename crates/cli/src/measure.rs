@@ -3,9 +3,6 @@
 //! lift from the randomised holdout, and the pre-campaign sample-size calculator.
 //! Every figure about people is released by the engine under the privacy rules.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -135,16 +132,8 @@ async fn open(
 ) -> anyhow::Result<(jingteng_engine::Engine, jingteng_engine::ViewInfo)> {
     let engine = crate::query::open(target).await?;
     // The view was just built (or found up to date) by `open`: this only reads it.
-    let state = target.state.clone().unwrap_or_else(|| {
-        target
-            .spec
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".jingteng")
-    });
-    let info = jingteng_engine::view::build_local(&target.spec, &state, Arc::new(|_: &str, _| {}))
-        .await
-        .with_context(|| format!("reading the joined view of {}", target.spec.display()))?;
+    let state = crate::query::state_dir(target)?;
+    let info = jingteng_engine::view::load(&state).context("reading the joined view")?;
     Ok((engine, info))
 }
 

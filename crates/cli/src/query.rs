@@ -10,26 +10,33 @@ use jingteng_engine::{Answer, Engine, Limits, templates};
 
 use crate::{InsightArgs, QueryArgs, QueryTarget, progress_bar};
 
+/// The spec of a local-mode command (clap requires --spec unless --collab is given).
+pub(crate) fn spec_of(target: &QueryTarget) -> anyhow::Result<&Path> {
+    target
+        .spec
+        .as_deref()
+        .context("this command runs in local mode: give --spec FILE")
+}
+
 /// The local state folder: the joined view and the catalog (budget ledger, answer
 /// cache, audit log).
-fn state_dir(target: &QueryTarget) -> PathBuf {
-    target.state.clone().unwrap_or_else(|| {
-        target
-            .spec
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".jingteng")
-    })
+pub(crate) fn state_dir(target: &QueryTarget) -> anyhow::Result<PathBuf> {
+    let spec = spec_of(target)?;
+    Ok(target
+        .state
+        .clone()
+        .unwrap_or_else(|| spec.parent().unwrap_or(Path::new(".")).join(".jingteng")))
 }
 
 /// Builds (or reuses) the joined view and opens the engine over it.
 pub(crate) async fn open(target: &QueryTarget) -> anyhow::Result<Engine> {
-    let state = state_dir(target);
+    let spec = spec_of(target)?;
+    let state = state_dir(target)?;
     let bar = Arc::new(progress_bar(0, "rows"));
     bar.set_message("joining the parties' tables (match)");
     let b2 = bar.clone();
     let info = jingteng_engine::view::build_local(
-        &target.spec,
+        spec,
         &state,
         Arc::new(move |party: &str, rows: u64| {
             b2.set_message(format!("matching {party}"));
@@ -38,9 +45,9 @@ pub(crate) async fn open(target: &QueryTarget) -> anyhow::Result<Engine> {
         }),
     )
     .await
-    .with_context(|| format!("building the joined view of {}", target.spec.display()))?;
+    .with_context(|| format!("building the joined view of {}", spec.display()))?;
     bar.finish_and_clear();
-    let collab = jingteng_match::read_spec(&target.spec)?;
+    let collab = jingteng_match::read_spec(spec)?;
     let catalog_path = state.join("catalog.sqlite");
     let catalog = jingteng_catalog::Catalog::open(&catalog_path)
         .with_context(|| format!("opening {}", catalog_path.display()))?;
@@ -51,78 +58,116 @@ pub(crate) async fn open(target: &QueryTarget) -> anyhow::Result<Engine> {
     Ok(Engine::open(&collab, &state, &info, catalog, limits).await?)
 }
 
+/// Networked mode: this node (--dir) and the collaboration (--collab).
+fn remote(target: &QueryTarget) -> Option<anyhow::Result<(jingteng_node::NodeDir, &str)>> {
+    let collab = target.collab.as_deref()?;
+    let dir = target.dir.as_deref()?;
+    Some(
+        jingteng_node::NodeDir::open(dir)
+            .with_context(|| format!("opening the node at {}", dir.display()))
+            .map(|n| (n, collab)),
+    )
+}
+
+fn print_explain(tables: &[String], privacy: &serde_json::Value, plan: &str) {
+    println!("approved; reads {}", tables.join(", "));
+    let p = privacy;
+    println!(
+        "release: {}, min_people {}, ε {} per query, budget {}, groups per person {}, rows per person {}",
+        p["mode"],
+        p["min_people"],
+        p["epsilon"],
+        p["budget"],
+        p["max_groups_per_person"],
+        p["max_rows_per_person"]
+    );
+    println!("{plan}");
+}
+
 pub(crate) fn query(args: QueryArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        if let Some(remote) = remote(&args.target) {
+            let (node, collab) = remote?;
+            let req = jingteng_node::QueryRequest {
+                sql: args.sql.clone(),
+                analyst: args.target.analyst.clone(),
+                explain: args.explain,
+            };
+            match jingteng_node::query_host(&node, collab, &req).await? {
+                jingteng_node::QueryReply::Explain {
+                    tables,
+                    privacy,
+                    plan,
+                } => {
+                    print_explain(&tables, &privacy, &plan);
+                }
+                jingteng_node::QueryReply::Answer(answer) => {
+                    print_or_json(&answer, args.target.json)?
+                }
+            }
+            return Ok(());
+        }
         let engine = open(&args.target).await?;
         if args.explain {
             let approved = engine.approve(&args.sql).await?;
-            let p = approved.privacy;
-            println!("approved; reads {}", approved.tables.iter().cloned().collect::<Vec<_>>().join(", "));
-            println!(
-                "release: {:?}, min_people {}, ε {} per query, budget {}, groups per person {}, rows per person {}",
-                p.mode, p.min_people, p.epsilon, p.budget, p.max_groups_per_person, p.max_rows_per_person
+            let tables: Vec<String> = approved.tables.iter().cloned().collect();
+            print_explain(
+                &tables,
+                &serde_json::to_value(approved.privacy)?,
+                &approved.plan().display_indent().to_string(),
             );
-            println!("{}", approved.plan().display_indent());
             return Ok(());
         }
         let answer = engine.query(&args.sql, &args.target.analyst).await?;
-        if args.target.json {
-            println!("{}", serde_json::to_string_pretty(&json(&answer))?);
-        } else {
-            print_answer(&answer);
-        }
-        Ok(())
+        print_or_json(&answer, args.target.json)
     })
+}
+
+fn print_or_json(answer: &Answer, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json(answer))?);
+    } else {
+        print_answer(answer);
+    }
+    Ok(())
 }
 
 pub(crate) fn insight(args: InsightArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut engine = open(&args.target).await?;
-        let steps = match args.template.as_str() {
-            "funnel" => {
-                templates::funnel(&mut engine, args.brand.as_deref().unwrap_or("Aurora")).await?
-            }
-            _ => Vec::new(),
+        let insight = templates::Insight {
+            template: args.template.clone(),
+            dimension: args.dimension.clone(),
+            of: args.of.clone(),
+            table: args.table.clone(),
+            column: args.column.clone(),
+            brand: args.brand.clone(),
         };
-        let policy = engine.policy();
-        let steps = match args.template.as_str() {
-            "funnel" => steps,
-            "overlap" => templates::overlap(policy),
-            "profile" => {
-                let dim = args
-                    .dimension
-                    .as_deref()
-                    .context("profile needs --dimension party.table.column")?;
-                vec![templates::profile(policy, dim, args.of.as_deref())?]
+        let results = match remote(&args.target) {
+            Some(remote) => {
+                let (node, collab) = remote?;
+                let req = jingteng_node::InsightRequest {
+                    insight,
+                    analyst: args.target.analyst.clone(),
+                };
+                jingteng_node::insight_host(&node, collab, &req).await?
             }
-            "cross-purchase" => vec![templates::cross_purchase(
-                args.table.as_deref().unwrap_or("retail.orders"),
-                args.column.as_deref().unwrap_or("category"),
-            )],
-            other => anyhow::bail!(
-                "unknown template {other:?}; the templates are: {}",
-                templates::TEMPLATES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            None => {
+                let mut engine = open(&args.target).await?;
+                templates::insight(&mut engine, &insight, &args.target.analyst).await?
+            }
         };
-        let results = templates::run(&engine, &steps, &args.target.analyst).await?;
         if args.target.json {
             let v: Vec<serde_json::Value> = results
                 .iter()
-                .map(
-                    |(s, a)| serde_json::json!({"title": s.title, "sql": s.sql, "answer": json(a)}),
-                )
+                .map(|r| serde_json::json!({"title": r.title, "sql": r.sql, "answer": json(&r.answer)}))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            for (s, a) in &results {
-                println!("{}", s.title);
-                print_answer(a);
+            for r in &results {
+                println!("{}", r.title);
+                print_answer(&r.answer);
                 println!();
             }
         }

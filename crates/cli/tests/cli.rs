@@ -168,7 +168,16 @@ fn three_serve_processes_match_over_the_network() {
             &p("contract.json"),
         ]);
     }
-    for (party, table) in [("social", "users"), ("retail", "users"), ("brand", "crm")] {
+    let tables = [
+        ("social", "users"),
+        ("social", "campaigns"),
+        ("social", "exposures"),
+        ("social", "holdout"),
+        ("retail", "users"),
+        ("retail", "orders"),
+        ("brand", "crm"),
+    ];
+    for (party, table) in tables {
         run(&[
             "import",
             "--dir",
@@ -221,8 +230,37 @@ fn three_serve_processes_match_over_the_network() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    drop(servers);
     let report = report.expect("the networked match ran");
+    // The brand's analyst asks the host; a query that would release identifiers is
+    // refused with the rule and exit status 3, as in local mode.
+    let sql = "SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level";
+    let answer = run(&[
+        "query",
+        "--collab",
+        "synth-13",
+        "--dir",
+        &p("brand"),
+        "--json",
+        sql,
+    ])
+    .stdout;
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert!(!answer["rows"].as_array().unwrap().is_empty(), "{answer}");
+    assert!(
+        answer["budget"]["spent"].as_f64().unwrap() > 0.0,
+        "{answer}"
+    );
+    let refused = jingteng(&[
+        "query",
+        "--collab",
+        "synth-13",
+        "--dir",
+        &p("brand"),
+        "SELECT phone FROM retail.users",
+    ]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused [identifier]"));
+    drop(servers);
     let jobs = run(&["jobs", "--dir", &p("retail"), "--json"]).stdout;
     let jobs: serde_json::Value = serde_json::from_slice(&jobs).unwrap();
     assert_eq!(jobs[0]["state"], "done", "{jobs}");

@@ -5,6 +5,79 @@
 use crate::policy::{ColumnRule, PERSON, Policy, Role};
 use crate::{Answer, Engine, Error, Result};
 
+/// A ready analysis and its parameters, as the command line or a member asking the
+/// host gives them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Insight {
+    /// One of [`TEMPLATES`].
+    pub template: String,
+    /// profile: the dimension, as `party.table.column`.
+    #[serde(default)]
+    pub dimension: Option<String>,
+    /// profile: only people also known to this party.
+    #[serde(default)]
+    pub of: Option<String>,
+    /// cross-purchase: the table (default `retail.orders`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// cross-purchase: the column (default `category`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// funnel: the brand (default `Aurora`, the synthetic world's).
+    #[serde(default)]
+    pub brand: Option<String>,
+}
+
+/// One released part of an analysis.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Released {
+    /// What this part shows.
+    pub title: String,
+    /// The SQL run.
+    pub sql: String,
+    /// The released answer.
+    pub answer: Answer,
+}
+
+/// Runs a ready analysis for `analyst`: every step checked and released like any query.
+pub async fn insight(engine: &mut Engine, i: &Insight, analyst: &str) -> Result<Vec<Released>> {
+    let steps = match i.template.as_str() {
+        "funnel" => funnel(engine, i.brand.as_deref().unwrap_or("Aurora")).await?,
+        "overlap" => overlap(engine.policy()),
+        "profile" => {
+            let dim = i
+                .dimension
+                .as_deref()
+                .ok_or_else(|| unknown("profile needs --dimension party.table.column".into()))?;
+            vec![profile(engine.policy(), dim, i.of.as_deref())?]
+        }
+        "cross-purchase" => vec![cross_purchase(
+            i.table.as_deref().unwrap_or("retail.orders"),
+            i.column.as_deref().unwrap_or("category"),
+        )],
+        other => {
+            return Err(unknown(format!(
+                "unknown template {other:?}; the templates are: {}",
+                TEMPLATES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    Ok(run(engine, &steps, analyst)
+        .await?
+        .into_iter()
+        .map(|(s, answer)| Released {
+            title: s.title,
+            sql: s.sql,
+            answer,
+        })
+        .collect())
+}
+
 /// One query of an analysis and what it answers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {

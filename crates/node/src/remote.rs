@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use axum::http::StatusCode;
+use jingteng_engine::templates::{self, Insight, Released};
 use jingteng_engine::{Answer, Engine, Limits};
 use serde::{Deserialize, Serialize};
 
@@ -56,23 +57,39 @@ fn valid_analyst(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// The host's answer to `caller`'s query on collaboration `body`: (status, problem code,
-/// detail) when it is refused or fails.
-pub(crate) async fn answer(
+/// A ready analysis a member asks the host to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightRequest {
+    /// The analysis and its parameters.
+    pub insight: Insight,
+    /// Who asks, within the calling member.
+    #[serde(default = "default_analyst")]
+    pub analyst: String,
+}
+
+/// A refusal or failure as the host sends it: (status, problem code, detail).
+type Problem = (StatusCode, &'static str, String);
+
+fn internal(e: &dyn std::fmt::Display) -> Problem {
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// The engine over the host's joined view of collaboration `body`, and the budget key
+/// of `caller`'s `analyst`.
+async fn open_engine(
     dir: &Path,
     body: &ContractBody,
     caller: &str,
-    req: QueryRequest,
-) -> std::result::Result<QueryReply, (StatusCode, &'static str, String)> {
-    if !valid_analyst(&req.analyst) {
+    analyst: &str,
+) -> std::result::Result<(Engine, String), Problem> {
+    if !valid_analyst(analyst) {
         return Err((
             StatusCode::BAD_REQUEST,
             "bad-analyst",
             "an analyst is named by 1 to 64 letters, digits, '_', '.' or '-'".into(),
         ));
     }
-    let internal =
-        |e: &dyn std::fmt::Display| (StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
     let collab = jingteng_psi::Collaboration::parse(&body.spec).map_err(|e| internal(&e))?;
     let view = crate::view_dir(dir, collab.id());
     let info = jingteng_engine::view::load(&view).map_err(|_| {
@@ -91,6 +108,17 @@ pub(crate) async fn answer(
     let engine = Engine::open(&collab, &view, &info, catalog, Limits::default())
         .await
         .map_err(|e| internal(&e))?;
+    Ok((engine, format!("{caller}:{analyst}")))
+}
+
+/// The host's answer to `caller`'s query on collaboration `body`.
+pub(crate) async fn answer(
+    dir: &Path,
+    body: &ContractBody,
+    caller: &str,
+    req: QueryRequest,
+) -> std::result::Result<QueryReply, Problem> {
+    let (engine, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
     if req.explain {
         let approved = engine.approve(&req.sql).await.map_err(refusal)?;
         return Ok(QueryReply::Explain {
@@ -99,7 +127,6 @@ pub(crate) async fn answer(
             plan: approved.plan().display_indent().to_string(),
         });
     }
-    let analyst = format!("{caller}:{}", req.analyst);
     engine
         .query(&req.sql, &analyst)
         .await
@@ -107,8 +134,21 @@ pub(crate) async fn answer(
         .map_err(refusal)
 }
 
+/// The host's run of a ready analysis for `caller`.
+pub(crate) async fn answer_insight(
+    dir: &Path,
+    body: &ContractBody,
+    caller: &str,
+    req: InsightRequest,
+) -> std::result::Result<Vec<Released>, Problem> {
+    let (mut engine, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
+    templates::insight(&mut engine, &req.insight, &analyst)
+        .await
+        .map_err(refusal)
+}
+
 /// How an engine error goes back to the member.
-fn refusal(e: jingteng_engine::Error) -> (StatusCode, &'static str, String) {
+fn refusal(e: jingteng_engine::Error) -> Problem {
     use jingteng_engine::Error as E;
     let (status, code) = match &e {
         E::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
@@ -122,12 +162,30 @@ fn refusal(e: jingteng_engine::Error) -> (StatusCode, &'static str, String) {
 
 /// Sends a query to the host of `collaboration` as this node's member, over mutual TLS.
 /// A refusal comes back as [`Error::Remote`] with the host's code (`refused`,
-/// `resource-limit`, `budget-exhausted`, `bad-query`, …) and its explanation.
+/// `resource-limit`, `budget-exhausted`, `bad-query`, `no-view`, …) and its explanation.
 pub async fn query_host(
     node: &NodeDir,
     collaboration: &str,
     req: &QueryRequest,
 ) -> Result<QueryReply> {
+    post_host(node, collaboration, "query", req).await
+}
+
+/// Asks the host of `collaboration` to run a ready analysis, as [`query_host`] does.
+pub async fn insight_host(
+    node: &NodeDir,
+    collaboration: &str,
+    req: &InsightRequest,
+) -> Result<Vec<Released>> {
+    post_host(node, collaboration, "insight", req).await
+}
+
+async fn post_host<T: serde::de::DeserializeOwned>(
+    node: &NodeDir,
+    collaboration: &str,
+    what: &str,
+    req: &impl Serialize,
+) -> Result<T> {
     let body = crate::server::active_contract(node, collaboration)?;
     let collab = jingteng_psi::Collaboration::parse(&body.spec)
         .map_err(|e| Error::Contract(e.to_string()))?;
@@ -146,7 +204,7 @@ pub async fn query_host(
         node,
         &card.endpoint,
         &card.cert_sha256,
-        &format!("/v1/collaborations/{collaboration}/query"),
+        &format!("/v1/collaborations/{collaboration}/{what}"),
         "application/json",
         json,
     )

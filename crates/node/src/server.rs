@@ -140,30 +140,53 @@ async fn query(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = running(&state) {
-        return r;
-    }
-    let contract = match member_check(&state, &id, &peer) {
-        Ok(b) => b.clone(),
+    let (contract, req) = match host_request::<crate::QueryRequest>(&state, &id, &peer, &body) {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    if let Err(r) = host_check(&contract, &state.party) {
-        return r;
-    }
-    let req: crate::QueryRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                &format!("not a query request: {e}"),
-            );
-        }
     };
     match crate::remote::answer(&state.dir, &contract, &peer.0, req).await {
         Ok(reply) => Json(reply).into_response(),
         Err((status, code, detail)) => problem(status, code, &detail),
     }
+}
+
+/// A member's ready analysis on a collaboration this node hosts.
+async fn insight(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let (contract, req) = match host_request::<crate::InsightRequest>(&state, &id, &peer, &body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match crate::remote::answer_insight(&state.dir, &contract, &peer.0, req).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
+/// A member's request to this node as the host of collaboration `id`: the contract and
+/// the decoded request, or the problem to answer.
+#[allow(clippy::result_large_err)]
+fn host_request<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    id: &str,
+    peer: &Peer,
+    body: &[u8],
+) -> Result<(ContractBody, T), Response> {
+    running(state)?;
+    let contract = member_check(state, id, peer)?.clone();
+    host_check(&contract, &state.party)?;
+    let req = serde_json::from_slice(body).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            &format!("not a request this endpoint takes: {e}"),
+        )
+    })?;
+    Ok((contract, req))
 }
 
 fn server_config(node: &NodeDir, allowed: BTreeMap<String, String>) -> Result<ServerConfig> {
@@ -212,6 +235,10 @@ fn router(state: AppState) -> Router {
             "/v1/collaborations/{id}/match/{run}/tables/{table}/{part}",
             axum::routing::post(receive_part)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_PART_BYTES)),
+        )
+        .route(
+            "/v1/collaborations/{id}/insight",
+            axum::routing::post(insight).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
         )
         .route(
             "/v1/collaborations/{id}/query",
