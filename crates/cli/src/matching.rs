@@ -82,8 +82,32 @@ pub(crate) async fn start_and_follow(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {
         bar.tick();
-        let (status, body) =
-            jingteng_node::get_from_peer(node, &me.endpoint, &me.cert_sha256, &path).await?;
+        // A host that stops (a crash, a restart) takes the run up again when it starts:
+        // keep following until it answers, or until the deadline.
+        let (status, body) = match jingteng_node::get_from_peer(
+            node,
+            &me.endpoint,
+            &me.cert_sha256,
+            &path,
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                if std::time::Instant::now() > deadline {
+                    bar.finish_and_clear();
+                    anyhow::bail!(
+                        "match {run}: the host at {} stopped answering ({e}) and did not come back within {timeout} s ({hint})",
+                        me.endpoint
+                    );
+                }
+                bar.set_message(format!(
+                    "match {run}: the host does not answer ({e}); waiting for it to come back"
+                ));
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        };
         if status != 200 {
             anyhow::bail!(
                 "following match {run} ({status}): {}",

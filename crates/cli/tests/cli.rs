@@ -88,30 +88,30 @@ fn audit_verify_names_an_edited_entry() {
     assert!(stderr(&o).contains("broken at entry 1"), "{}", stderr(&o));
 }
 
-/// Three separate `jingteng serve` processes on loopback (social, retail as host,
-/// brand) match the synthetic world exactly as truth.json says.
-#[test]
-fn three_serve_processes_match_over_the_network() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// Runs `jingteng` with `args` and checks that it succeeded.
+fn ok(args: &[&str]) -> Output {
+    let o = jingteng(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+/// Three nodes (social, retail as host, brand) in `root`, each on a free loopback port,
+/// signed into the collaboration of a synthetic world of `scale` and `seed`, each with
+/// its tables imported; not serving yet. Returns the spec's path.
+fn three_nodes(root: &std::path::Path, scale: &str, seed: &str) -> String {
     let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        let o = jingteng(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        o
-    };
-    run(&[
+    ok(&[
         "synth",
         "--out",
         &p("world"),
         "--scale",
-        "tiny",
+        scale,
         "--seed",
-        "13",
+        seed,
     ]);
     let spec = p("world/collab.toml");
     for party in ["social", "retail", "brand"] {
-        run(&["init", "--party", party, "--dir", &p(party)]);
+        ok(&["init", "--party", party, "--dir", &p(party)]);
         // A free loopback port for this node.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -125,10 +125,10 @@ fn three_serve_processes_match_over_the_network() {
         std::fs::write(&cfg, text).unwrap();
     }
     for party in ["social", "brand"] {
-        let card = run(&["collab", "card", "--dir", &p(party)]).stdout;
+        let card = ok(&["collab", "card", "--dir", &p(party)]).stdout;
         std::fs::write(root.join(format!("{party}.card")), card).unwrap();
     }
-    run(&[
+    ok(&[
         "collab",
         "propose",
         "--dir",
@@ -142,24 +142,18 @@ fn three_serve_processes_match_over_the_network() {
         "--out",
         &p("contract.json"),
     ]);
-    run(&[
-        "collab",
-        "sign",
-        "--dir",
-        &p("social"),
-        "--contract",
-        &p("contract.json"),
-    ]);
-    run(&[
-        "collab",
-        "sign",
-        "--dir",
-        &p("brand"),
-        "--contract",
-        &p("contract.json"),
-    ]);
+    for party in ["social", "brand"] {
+        ok(&[
+            "collab",
+            "sign",
+            "--dir",
+            &p(party),
+            "--contract",
+            &p("contract.json"),
+        ]);
+    }
     for party in ["social", "retail", "brand"] {
-        run(&[
+        ok(&[
             "collab",
             "status",
             "--dir",
@@ -178,7 +172,7 @@ fn three_serve_processes_match_over_the_network() {
         ("brand", "crm"),
     ];
     for (party, table) in tables {
-        run(&[
+        ok(&[
             "import",
             "--dir",
             &p(party),
@@ -188,29 +182,59 @@ fn three_serve_processes_match_over_the_network() {
             table,
         ]);
     }
+    spec
+}
 
-    struct Servers(Vec<std::process::Child>);
-    impl Drop for Servers {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(c.id().to_string())
-                    .status();
-                let _ = c.wait();
-            }
+/// `jingteng serve` processes, stopped (SIGTERM) when dropped.
+struct Servers(Vec<std::process::Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
         }
     }
+}
+
+fn serve(root: &std::path::Path, party: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args(["serve", "--dir", root.join(party).to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The match report's overlap against truth.json's linkable figures.
+fn assert_linkable(root: &std::path::Path, report: &serde_json::Value) {
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("world/truth.json")).unwrap())
+            .unwrap();
+    for (key, t) in truth["overlap"].as_object().unwrap() {
+        assert_eq!(
+            report["overlap"][key]["matched"], t["linkable"],
+            "overlap.{key}"
+        );
+    }
+}
+
+/// Three separate `jingteng serve` processes on loopback (social, retail as host,
+/// brand) match the synthetic world exactly as truth.json says; the brand then queries
+/// the host.
+#[test]
+fn three_serve_processes_match_over_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
+    let run = ok;
+    three_nodes(root, "tiny", "13");
     let servers = Servers(
         ["social", "retail", "brand"]
             .iter()
-            .map(|party| {
-                Command::new(env!("CARGO_BIN_EXE_jingteng"))
-                    .args(["serve", "--dir", &p(party)])
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|party| serve(root, party))
             .collect(),
     );
     // The servers take a moment to listen: retry the match until the host answers.
@@ -264,13 +288,102 @@ fn three_serve_processes_match_over_the_network() {
     let jobs = run(&["jobs", "--dir", &p("retail"), "--json"]).stdout;
     let jobs: serde_json::Value = serde_json::from_slice(&jobs).unwrap();
     assert_eq!(jobs[0]["state"], "done", "{jobs}");
-    let truth: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("world/truth.json")).unwrap())
-            .unwrap();
-    for (key, t) in truth["overlap"].as_object().unwrap() {
-        assert_eq!(
-            report["overlap"][key]["matched"], t["linkable"],
-            "overlap.{key}"
-        );
+    assert_linkable(root, &report);
+}
+
+/// The host's process is killed (SIGKILL) in the middle of a match and started again:
+/// the run resumes from what it kept, the `jingteng match` that started it follows it
+/// through the outage, and the result is exactly the linkable truth.
+#[test]
+fn a_host_process_killed_mid_match_resumes_and_its_follower_gets_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
+    // Big enough that the members' contributions arrive seconds apart.
+    three_nodes(root, "20000", "17");
+    let mut servers = Servers(
+        ["social", "brand", "retail"]
+            .iter()
+            .map(|party| serve(root, party))
+            .collect(),
+    );
+    // Wait for the host to listen, then start the match and follow it in the background.
+    let config = std::fs::read_to_string(root.join("retail/node.toml")).unwrap();
+    let listen = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    for attempt in 0.. {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            break;
+        }
+        assert!(attempt < 300, "the host never listened on {listen}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    let follower = Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args([
+            "match",
+            "--collab",
+            "synth-17",
+            "--dir",
+            &p("retail"),
+            "--json",
+            "--timeout",
+            "600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the host as soon as it has kept its first contribution (and not yet linked).
+    let runs = root.join("retail/runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let run = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no contribution arrived"
+        );
+        let kept = std::fs::read_dir(&runs).ok().and_then(|d| {
+            d.flatten().find_map(|run| {
+                let contributions = std::fs::read_dir(run.path())
+                    .ok()?
+                    .flatten()
+                    .filter(|f| f.file_name().to_string_lossy().ends_with(".contrib"))
+                    .count();
+                (contributions > 0).then(|| run.path())
+            })
+        });
+        if let Some(run) = kept {
+            servers.0[2].kill().unwrap();
+            servers.0[2].wait().unwrap();
+            break run;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(
+        !run.join("report.json").exists(),
+        "killed too late: the run had finished"
+    );
+    // No half-written table is visible: the view does not exist yet.
+    assert!(!root.join("retail/views").exists());
+    servers.0[2] = serve(root, "retail");
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_linkable(root, &report);
+    drop(servers);
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&ok(&["jobs", "--dir", &p("retail"), "--json"]).stdout).unwrap();
+    assert_eq!(
+        (jobs[0]["state"].as_str(), jobs[0]["attempts"].as_i64()),
+        (Some("done"), Some(2)),
+        "{jobs}"
+    );
+    ok(&["audit", "verify", "--dir", &p("retail")]);
 }
