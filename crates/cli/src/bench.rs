@@ -132,3 +132,103 @@ pub(crate) fn rta(args: crate::BenchRtaArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub(crate) fn network(args: crate::BenchNetworkArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use jingteng_node::{NodeDir, contract};
+    if cfg!(debug_assertions) && !args.json {
+        eprintln!("note: this is a debug build; build with --release for meaningful figures");
+    }
+    let tmp = tempfile::tempdir().context("a temporary folder for the benchmark")?;
+    let spec = jingteng_match::bench::write_parties(tmp.path(), args.records, args.keys)?;
+    // Two nodes, a (the host) and b, each on a free loopback port, under one contract,
+    // each with its table imported.
+    let mut nodes = Vec::new();
+    for party in ["a", "b"] {
+        let dir = tmp.path().join("nodes").join(party);
+        jingteng_node::init(&dir, party)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut node = NodeDir::open(&dir)?;
+        node.set_listen(&listener.local_addr()?.to_string())?;
+        jingteng_node::import(&node, &spec, "users", None)
+            .with_context(|| format!("importing {party}'s table"))?;
+        nodes.push((node, listener));
+    }
+    let mut c = contract::propose(&nodes[0].0, &spec, vec![contract::card(&nodes[1].0)?])?;
+    let status = contract::sign(&nodes[1].0, &mut c)?;
+    for (n, _) in &nodes {
+        contract::record(n, &c, &status, "activate")?;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let host = NodeDir::open(nodes[0].0.dir())?;
+    let mut servers = Vec::new();
+    for (node, listener) in nodes {
+        let mut stopped = stopped.clone();
+        listener.set_nonblocking(true)?;
+        servers.push(runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            jingteng_node::serve(&node, listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await?;
+            anyhow::Ok(())
+        }));
+    }
+    let (sent0, received0) = jingteng_node::wire_bytes();
+    let started = std::time::Instant::now();
+    let report = runtime.block_on(crate::matching::start_and_follow(
+        &host,
+        "bench",
+        3600,
+        "the benchmark's nodes run in this process",
+    ));
+    let networked_seconds = started.elapsed().as_secs_f64();
+    let (sent1, received1) = jingteng_node::wire_bytes();
+    let _ = stop.send(true);
+    runtime.block_on(async {
+        for s in servers {
+            let _ = s.await;
+        }
+    });
+    let report = report?;
+    let started = std::time::Instant::now();
+    let local = jingteng_match::run(&spec, &|_: &str, _: u64| {})?;
+    let local_seconds = started.elapsed().as_secs_f64();
+    let matched = report["overlap"]["a+b"]["matched"].as_u64().unwrap_or(0);
+    let expected = args.records - args.records / 2;
+    let local_matched = local.overlap.get("a+b").map_or(0, |o| o.matched);
+    if matched != expected || local_matched != expected {
+        anyhow::bail!(
+            "the benchmark matched {matched} people over the network and {local_matched} locally; expected {expected}"
+        );
+    }
+    let wire_bytes = (sent1 - sent0) + (received1 - received0);
+    let per_key = wire_bytes as f64 / (2.0 * args.records as f64 * f64::from(args.keys));
+    let ratio = networked_seconds / local_seconds.max(1e-9);
+    if args.json {
+        let r = serde_json::json!({
+            "records": args.records,
+            "keys": args.keys,
+            "matched": matched,
+            "wire_bytes": wire_bytes,
+            "bytes_per_record_per_key": per_key,
+            "networked_seconds": networked_seconds,
+            "local_seconds": local_seconds,
+            "ratio": ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "Networked match, 2 nodes on loopback × {} records, {} key(s) each: {matched} matched",
+        args.records, args.keys
+    );
+    println!(
+        "  on the wire          {wire_bytes:>12} bytes, {per_key:.1} bytes per record per identifier type"
+    );
+    println!(
+        "  networked            {networked_seconds:>12.1} s\n  local mode           {local_seconds:>12.1} s\n  ratio                {ratio:>12.2}"
+    );
+    Ok(())
+}

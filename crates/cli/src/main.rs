@@ -320,6 +320,15 @@ enum BenchCommand {
     /// `wrk` is installed, runs it with varied device ids and reports decisions/s and p99
     /// latency. Build with --release for meaningful figures.
     Rta(BenchRtaArgs),
+    /// The match between nodes: bytes on the wire per record and the networked match's
+    /// time against local mode's, from one run.
+    ///
+    /// Writes two parties of N records (raw identifiers, overlapping by half) into a
+    /// temporary folder, makes a node for each on loopback (the first hosts), signs
+    /// the contract, imports, runs the networked match, then the same match in local
+    /// mode. Counts request and response bodies between the nodes (not TLS or HTTP
+    /// headers). Build with --release for meaningful figures.
+    Network(BenchNetworkArgs),
     /// What the privacy layer costs: the policy check, and insight queries through the
     /// engine against the same SQL on plain DataFusion over the same files (ratios from
     /// one run), in threshold and DP mode.
@@ -378,6 +387,19 @@ struct BenchRtaArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct BenchNetworkArgs {
+    /// Records per party.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(2..=100_000_000))]
+    records: u64,
+    /// Identifier types per record: 1 (phone), 2 (+ e-mail), 3 (+ device).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3))]
+    keys: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct BenchPsiArgs {
     /// Records per party.
     #[arg(long, default_value_t = 1_000_000)]
@@ -421,6 +443,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Psi(args)) => bench::psi(args),
         Command::Bench(BenchCommand::Rta(args)) => bench::rta(args),
         Command::Bench(BenchCommand::Query(args)) => bench::query(args),
+        Command::Bench(BenchCommand::Network(args)) => bench::network(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
         Command::Serve(args) => node::serve(args),

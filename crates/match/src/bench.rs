@@ -82,6 +82,31 @@ fn values(i: u64, keys: u32) -> Vec<String> {
     v
 }
 
+/// Writes the benchmark's two parties as CSV files (`a.csv`, `b.csv`: `records` each,
+/// `keys` identifier types, overlapping by half) and their spec (`spec.toml`, hosted by
+/// `a`) into `dir`, for benchmarks that run the match between nodes; returns the spec's
+/// path.
+pub fn write_parties(dir: &std::path::Path, records: u64, keys: u32) -> Result<std::path::PathBuf> {
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::Internal(format!("writing the benchmark's files: {e}"));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let half = records / 2;
+    for (name, range) in [("a", 0..records), ("b", half..half + records)] {
+        let file = std::fs::File::create(dir.join(format!("{name}.csv"))).map_err(io)?;
+        let mut w = std::io::BufWriter::new(file);
+        let header = ["id", "phone", "email", "oaid"][..=keys as usize].join(",");
+        writeln!(w, "{header}").map_err(io)?;
+        for i in range {
+            writeln!(w, "r{i},{}", values(i, keys).join(",")).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+    }
+    let text = spec(keys).replace("id = \"bench\"\n", "id = \"bench\"\nhost = \"a\"\n");
+    let path = dir.join("spec.toml");
+    std::fs::write(&path, text).map_err(io)?;
+    Ok(path)
+}
+
 fn spec(keys: u32) -> String {
     let mut ids = String::new();
     for (col, ty) in [

@@ -65,6 +65,7 @@ pub use remote::{InsightRequest, QueryReply, QueryRequest, insight_host, query_h
 pub use retry::RetryPolicy;
 pub use server::{
     API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,
+    wire_bytes,
 };
 
 use std::fs::{self, OpenOptions};

@@ -91,6 +91,17 @@ impl Default for ServeOptions {
     }
 }
 
+static WIRE_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WIRE_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of request and response bodies this process's node clients have sent and
+/// received so far (every node-to-node call goes through one client; HTTP headers and
+/// TLS framing not counted): what `jingteng bench network` reports per record.
+pub fn wire_bytes() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (WIRE_SENT.load(Relaxed), WIRE_RECEIVED.load(Relaxed))
+}
+
 /// Media type of a PSI batch on the wire.
 pub const PSI_BATCH_TYPE: &str = "application/vnd.jingteng.psi-batch.v1";
 
@@ -1341,6 +1352,7 @@ pub(crate) async fn request_peer(
         }
         None => Bytes::new(),
     };
+    WIRE_SENT.fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let request = builder
         .body(Full::new(payload))
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -1355,5 +1367,6 @@ pub(crate) async fn request_peer(
         .await
         .map_err(|e| net(format!("reading the response: {e}")))?
         .to_bytes();
+    WIRE_RECEIVED.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok((status, body))
 }
