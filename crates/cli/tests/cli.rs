@@ -387,3 +387,16 @@ fn a_host_process_killed_mid_match_resumes_and_its_follower_gets_the_result() {
     );
     ok(&["audit", "verify", "--dir", &p("retail")]);
 }
+
+/// `bench network` runs the match between two nodes on loopback and counts what crosses
+/// the wire: per record and identifier type, two re-blinded points (32 bytes out and
+/// back per peer) plus the join key and the row, so between 64 and 120 bytes.
+#[test]
+fn bench_network_counts_the_bytes_between_two_nodes() {
+    let o = ok(&["bench", "network", "--records", "2000", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["matched"], 1000, "{r}");
+    let per = r["bytes_per_record_per_key"].as_f64().unwrap();
+    assert!((64.0..120.0).contains(&per), "{r}");
+    assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+}
