@@ -11,7 +11,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_measure::{
     AttributionReport, AttributionSettings, CampaignId, Coverage, Dimension, LiftReport,
-    LiftSettings, Model, Released, Sources, stats,
+    LiftSettings, Model, ReachReport, Released, Sources, stats,
 };
 
 use crate::QueryTarget;
@@ -42,6 +42,14 @@ enum MeasureCommand {
     /// interval, relative lift with a log-ratio interval (both widened by the DP noise
     /// when released with DP), incremental conversions and GMV, iROAS.
     Lift(LiftArgs),
+    /// Reach and frequency per campaign, de-duplicated across the media parties.
+    ///
+    /// Reach on each media party (people with at least one impression), de-duplicated
+    /// reach across them through the match, overlap, incremental reach of each partner
+    /// (people only it reached) and the frequency histogram (impressions on all parties
+    /// together, 1 … 9, 10+). Works with one media party too. Every figure is released
+    /// by the engine; the report states the match the de-duplication stands on.
+    Reach(ReachArgs),
     /// Before launch: people needed per group to detect a change of the conversion
     /// rate, or the smallest change groups of a given size can detect.
     Plan(PlanArgs),
@@ -89,6 +97,16 @@ struct LiftArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ReachArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// Only this campaign (e.g. C01); in DP mode the way to get one campaign's reach
+    /// without the per-person group bound cutting it.
+    #[arg(long, value_name = "ID")]
+    campaign: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 struct PlanArgs {
     /// Conversion rate expected without the campaign (e.g. 0.01).
     #[arg(long)]
@@ -121,6 +139,7 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<()> {
     match args.command {
         MeasureCommand::Attribution(a) => attribution(a),
         MeasureCommand::Lift(a) => lift(a),
+        MeasureCommand::Reach(a) => reach(a),
         MeasureCommand::Plan(a) => plan(&a),
     }
 }
@@ -213,6 +232,29 @@ fn lift(args: LiftArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print_lift(&report);
+        }
+        Ok(())
+    })
+}
+
+fn reach(args: ReachArgs) -> anyhow::Result<()> {
+    let campaign = campaign(args.campaign.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (mut engine, info) = open(&args.target).await?;
+        let parties = jingteng_measure::media_parties(&engine, &info);
+        let report = jingteng_measure::reach(
+            &mut engine,
+            &info,
+            &parties,
+            campaign.as_ref(),
+            &args.target.analyst,
+        )
+        .await?;
+        if args.target.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_reach(&report);
         }
         Ok(())
     })
@@ -457,6 +499,70 @@ fn print_lift(r: &LiftReport) {
     );
     for n in &r.not_yet {
         println!("not yet: {n}");
+    }
+    print_releases(&r.released);
+}
+
+fn print_reach(r: &ReachReport) {
+    println!(
+        "reach and frequency over {} media part{} ({}): people with at least one impression",
+        r.parties.len(),
+        if r.parties.len() == 1 { "y" } else { "ies" },
+        r.parties.join(", ")
+    );
+    println!("match: {}", r.coverage.caveat);
+    let multi = r.parties.len() >= 2;
+    let mut header = vec!["campaign".to_string(), "reach (de-dup.)".to_string()];
+    for p in &r.parties {
+        header.push(format!("on {p}"));
+    }
+    if multi {
+        header.push("overlap".into());
+        for p in &r.parties {
+            header.push(format!("only {p}"));
+        }
+        header.push("de-dup. at least".into());
+    }
+    let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = table(&refs);
+    for c in &r.campaigns {
+        let mut row = vec![c.campaign_id.clone(), c.deduplicated.to_string()];
+        for p in &c.parties {
+            row.push(p.reach.to_string());
+        }
+        if multi {
+            row.push(opt(c.overlap, |n| n.to_string()));
+            for p in &c.parties {
+                row.push(opt(p.incremental, |n| n.to_string()));
+            }
+            row.push(c.deduplicated_at_least.to_string());
+        }
+        t.add_row(row);
+    }
+    println!("{t}");
+    if multi {
+        println!(
+            "only PARTY: incremental reach, the people that partner alone reached; overlap: people reached on two or more; de-dup. at least: the largest single-party reach, the floor if every exposed person had been linked"
+        );
+    }
+    if r.suppressed > 0 {
+        println!(
+            "{} campaign(s) left out: too few people reached",
+            r.suppressed
+        );
+    }
+    println!("\nfrequency: people by impressions on all media parties together");
+    let mut header = vec!["campaign"];
+    header.extend(jingteng_measure::FREQUENCY_BUCKETS);
+    let mut t = table(&header);
+    for c in &r.campaigns {
+        let mut row = vec![c.campaign_id.clone()];
+        row.extend(c.frequency.iter().map(|b| opt(b.people, |n| n.to_string())));
+        t.add_row(row);
+    }
+    println!("{t}");
+    for n in &r.notes {
+        println!("note: {n}");
     }
     print_releases(&r.released);
 }
