@@ -11,7 +11,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_measure::{
     AttributionReport, AttributionSettings, CampaignId, Coverage, Dimension, LiftReport,
-    LiftSettings, Model, ReachReport, Released, Sources, stats,
+    LiftSettings, Model, ProgramReport, ReachReport, Released, Sources, stats,
 };
 
 use crate::QueryTarget;
@@ -50,6 +50,15 @@ enum MeasureCommand {
     /// together, 1 … 9, 10+). Works with one media party too. Every figure is released
     /// by the engine; the report states the match the de-duplication stands on.
     Reach(ReachArgs),
+    /// Program metrics per calendar month across campaigns and brands.
+    ///
+    /// Spend, campaigns and brands active (from the campaign table), impressions and
+    /// clicks, attributed conversions and GMV, CVR per click and per impression (of
+    /// people linked to the retailer), month-on-month change, and the re-investment
+    /// rate both as the share of last month's brands spending again and as the share
+    /// of spend from returning brands. Conversions use the attribution options below;
+    /// the report names their version so months compare like with like.
+    Program(ProgramArgs),
     /// Before launch: people needed per group to detect a change of the conversion
     /// rate, or the smallest change groups of a given size can detect.
     Plan(PlanArgs),
@@ -107,6 +116,24 @@ struct ReachArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ProgramArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// Attribution model of the conversions: last-touch, first-touch or linear.
+    #[arg(long, default_value = "last-touch")]
+    model: String,
+    /// Click window, in days.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    click_window_days: i64,
+    /// View (impression) window, in hours.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    view_window_hours: i64,
+    /// Credited orders per person, at most.
+    #[arg(long, default_value_t = 8)]
+    cap: u32,
+}
+
+#[derive(Debug, clap::Args)]
 struct PlanArgs {
     /// Conversion rate expected without the campaign (e.g. 0.01).
     #[arg(long)]
@@ -140,6 +167,7 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<()> {
         MeasureCommand::Attribution(a) => attribution(a),
         MeasureCommand::Lift(a) => lift(a),
         MeasureCommand::Reach(a) => reach(a),
+        MeasureCommand::Program(a) => program(a),
         MeasureCommand::Plan(a) => plan(&a),
     }
 }
@@ -167,20 +195,32 @@ async fn open(
     Ok((engine, info))
 }
 
-fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
-    let settings = AttributionSettings {
-        model: args.model.parse::<Model>()?,
-        click_window_s: args
-            .click_window_days
+fn settings(
+    model: &str,
+    click_window_days: i64,
+    view_window_hours: i64,
+    cap: u32,
+) -> anyhow::Result<AttributionSettings> {
+    Ok(AttributionSettings {
+        model: model.parse::<Model>()?,
+        click_window_s: click_window_days
             .checked_mul(86_400)
             .context("--click-window-days is too large")?,
-        view_window_s: args
-            .view_window_hours
+        view_window_s: view_window_hours
             .checked_mul(3_600)
             .context("--view-window-hours is too large")?,
-        cap: args.cap,
+        cap,
         ..Default::default()
-    };
+    })
+}
+
+fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
+    let settings = settings(
+        &args.model,
+        args.click_window_days,
+        args.view_window_hours,
+        args.cap,
+    )?;
     let by = args
         .by
         .iter()
@@ -255,6 +295,33 @@ fn reach(args: ReachArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print_reach(&report);
+        }
+        Ok(())
+    })
+}
+
+fn program(args: ProgramArgs) -> anyhow::Result<()> {
+    let settings = settings(
+        &args.model,
+        args.click_window_days,
+        args.view_window_hours,
+        args.cap,
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (mut engine, info) = open(&args.target).await?;
+        let report = jingteng_measure::program(
+            &mut engine,
+            &info,
+            &settings,
+            &Sources::default(),
+            &args.target.analyst,
+        )
+        .await?;
+        if args.target.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_program(&report);
         }
         Ok(())
     })
@@ -561,6 +628,81 @@ fn print_reach(r: &ReachReport) {
         t.add_row(row);
     }
     println!("{t}");
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    print_releases(&r.released);
+}
+
+fn signed_pct(x: f64) -> String {
+    format!("{:+.1}%", 100.0 * x)
+}
+
+fn print_program(r: &ProgramReport) {
+    println!(
+        "program metrics per month; conversions credited by attribution settings {} ({}): compare months and reports only under the same version",
+        r.settings_version, r.settings_label
+    );
+    print_coverage(&r.coverage);
+    let mut t = table(&[
+        "month",
+        "spend ¥",
+        "Δ spend",
+        "campaigns",
+        "Δ camp.",
+        "brands",
+        "impressions",
+        "Δ impr.",
+        "clicks",
+        "conversions*",
+        "GMV ¥*",
+        "CVR/click*",
+        "Δ CVR",
+        "brands back",
+        "spend back",
+    ]);
+    for m in &r.months {
+        let c = &m.change;
+        t.add_row(vec![
+            m.month.clone(),
+            yuan(m.spend_fen),
+            opt(c.spend, signed_pct),
+            m.campaigns.to_string(),
+            opt(c.campaigns, signed_pct),
+            m.brands.len().to_string(),
+            opt(m.impressions, |n| n.to_string()),
+            opt(c.impressions, signed_pct),
+            opt(m.clicks, |n| n.to_string()),
+            opt(m.conversions, |x| format!("{x:.0}")),
+            opt(m.gmv_fen, yuan),
+            opt(m.cvr_click, pct),
+            opt(c.cvr_click, signed_pct),
+            opt(m.returning_brand_share, |x| format!("{:.0}%", 100.0 * x)),
+            opt(m.returning_spend_share, |x| format!("{:.0}%", 100.0 * x)),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "* people linked to the retailer only (CVR per click divides by their clicks); Δ: change from the month before; brands back: of last month's brands, the share spending again (re-investment by brands); spend back: the share of this month's spend from those brands (re-investment by spend)"
+    );
+    if let Some(m) = r
+        .months
+        .iter()
+        .filter(|m| m.conversions_if_unlinked_alike.is_some())
+        .max_by_key(|m| m.clicks)
+    {
+        println!(
+            "unlinked people are invisible: had the unlinked clickers converted like the linked ones, {} would have had about {:.0} conversions instead of {:.0}",
+            m.month,
+            m.conversions_if_unlinked_alike.unwrap_or(0.0),
+            m.conversions.unwrap_or(0.0)
+        );
+    }
+    println!(
+        "{} brands in the period: {}",
+        r.brands.len(),
+        r.brands.join(", ")
+    );
     for n in &r.notes {
         println!("note: {n}");
     }
