@@ -685,17 +685,16 @@ fn print_program(r: &ProgramReport) {
     println!(
         "* people linked to the retailer only (CVR per click divides by their clicks); Δ: change from the month before; brands back: of last month's brands, the share spending again (re-investment by brands); spend back: the share of this month's spend from those brands (re-investment by spend)"
     );
-    if let Some(m) = r
-        .months
-        .iter()
-        .filter(|m| m.conversions_if_unlinked_alike.is_some())
-        .max_by_key(|m| m.clicks)
-    {
+    let (seen, estimate) = r.months.iter().fold((0.0, 0.0), |(s, e), m| {
+        (
+            s + m.conversions.unwrap_or(0.0),
+            e + m.conversions_estimate_all.unwrap_or(0.0),
+        )
+    });
+    if estimate > 0.0 {
         println!(
-            "unlinked people are invisible: had the unlinked clickers converted like the linked ones, {} would have had about {:.0} conversions instead of {:.0}",
-            m.month,
-            m.conversions_if_unlinked_alike.unwrap_or(0.0),
-            m.conversions.unwrap_or(0.0)
+            "unlinked people are invisible: {seen:.0} conversions seen; divided by the retailer's match rate ({:.1}%), about {estimate:.0} over all people (an estimate that leans high: some members the match missed never used the media party)",
+            100.0 * r.coverage.retail_match_rate
         );
     }
     println!(

@@ -69,9 +69,10 @@ pub struct MonthFigures {
     pub cvr_click: Option<f64>,
     /// Conversions per impression of linked people.
     pub cvr_impression: Option<f64>,
-    /// An estimate of all people's conversions, had the unlinked clickers converted
-    /// like the linked ones: `conversions × clicks / linked_clicks`.
-    pub conversions_if_unlinked_alike: Option<f64>,
+    /// An estimate of all people's conversions: `conversions / the retailer's match
+    /// rate`, as if the retail members the match missed had been exposed and bought
+    /// like the linked ones. It leans high: some of them never used the media party.
+    pub conversions_estimate_all: Option<f64>,
     /// Change from the month before.
     pub change: MonthChange,
     /// Of the brands active the month before, the share active again this month
@@ -263,6 +264,7 @@ pub async fn program(
 ) -> Result<ProgramReport> {
     register_program(engine, settings, sources).await?;
     let engine = &*engine;
+    let coverage = Coverage::from_view(info, sources);
     let mut log = Vec::new();
     let table = sources.t(true, "campaigns");
     let rows = ask(
@@ -444,10 +446,9 @@ pub async fn program(
             gmv_fen,
             cvr_click,
             cvr_impression: per(limp),
-            conversions_if_unlinked_alike: match (conversions, clk, lclk) {
-                (Some(c), Some(a), Some(l)) if l > 0 => Some(c * a as f64 / l as f64),
-                _ => None,
-            },
+            conversions_estimate_all: conversions
+                .filter(|_| coverage.retail_match_rate > 0.0)
+                .map(|c| c / coverage.retail_match_rate),
             change: change_now,
             returning_brand_share,
             returning_spend_share,
@@ -462,7 +463,7 @@ pub async fn program(
             settings.label()
         ),
         "spend, campaigns and brands come from the campaign table (not about people, released as it is); a campaign's spend is spread evenly over its days".into(),
-        "CVR divides conversions by the clicks of people linked to the retailer; conversions and GMV count linked people only (lower bounds)".into(),
+        "CVR divides conversions by the clicks of people linked to the retailer; conversions and GMV count linked people only (lower bounds); conversions_estimate_all divides them by the retailer's match rate (an estimate that leans high)".into(),
     ];
     if log.iter().any(|r| r.release.mode == "dp") {
         let p = engine
@@ -480,7 +481,7 @@ pub async fn program(
         settings: *settings,
         settings_version: settings.version(),
         settings_label: settings.label(),
-        coverage: Coverage::from_view(info, sources),
+        coverage,
         months: out,
         brands: brands.into_iter().collect(),
         notes,

@@ -105,6 +105,17 @@ async fn program_metrics_equal_truth_in_threshold_mode() {
                 )
             });
     assert_eq!((conversions, gmv), linked);
+    // The estimate over all people leans high: at least truth's all-people figure.
+    let estimate: f64 = report
+        .months
+        .iter()
+        .map(|m| m.conversions_estimate_all.unwrap())
+        .sum();
+    let all: i64 = t.values().map(|m| n(&m["conversions"])).sum();
+    assert!(
+        conversions <= all as f64 && estimate >= all as f64,
+        "{conversions} {estimate} {all}"
+    );
 
     // Month-on-month change and re-investment, from the truth's lists and the raw
     // campaign rows.
