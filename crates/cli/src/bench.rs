@@ -50,6 +50,7 @@ pub(crate) fn query(args: BenchQueryArgs) -> anyhow::Result<()> {
                 seed: 7,
                 scale,
                 force: true,
+                media: 1,
             };
             eprintln!(
                 "generating a world of {} people in {}",

@@ -100,6 +100,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         seed: args.seed,
         scale,
         force: false,
+        media: 1,
     };
     let bar = progress_bar(scale.people(), "people");
     bar.set_message("generating the world");

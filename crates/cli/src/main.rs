@@ -426,6 +426,10 @@ struct SynthArgs {
     /// Replace DIR if it exists and is not empty.
     #[arg(long)]
     force: bool,
+    /// Media parties: 1 (social) or 2 (social and a news app, `news`, with its own users
+    /// and exposures for some of the same campaigns, for cross-media reach).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    media: u8,
     /// Print the summary as JSON (the truth included) instead of tables.
     #[arg(long)]
     json: bool,

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_measure::{
     AttributionReport, AttributionSettings, CampaignId, Coverage, Dimension, LiftReport,
-    LiftSettings, Model, Released, Sources, stats,
+    LiftSettings, Model, ProgramReport, ReachReport, Released, Sources, stats,
 };
 
 use crate::QueryTarget;
@@ -39,6 +39,23 @@ enum MeasureCommand {
     /// interval, relative lift with a log-ratio interval (both widened by the DP noise
     /// when released with DP), incremental conversions and GMV, iROAS.
     Lift(LiftArgs),
+    /// Reach and frequency per campaign, de-duplicated across the media parties.
+    ///
+    /// Reach on each media party (people with at least one impression), de-duplicated
+    /// reach across them through the match, overlap, incremental reach of each partner
+    /// (people only it reached) and the frequency histogram (impressions on all parties
+    /// together, 1 … 9, 10+). Works with one media party too. Every figure is released
+    /// by the engine; the report states the match the de-duplication stands on.
+    Reach(ReachArgs),
+    /// Program metrics per calendar month across campaigns and brands.
+    ///
+    /// Spend, campaigns and brands active (from the campaign table), impressions and
+    /// clicks, attributed conversions and GMV, CVR per click and per impression (of
+    /// people linked to the retailer), month-on-month change, and the re-investment
+    /// rate both as the share of last month's brands spending again and as the share
+    /// of spend from returning brands. Conversions use the attribution options below;
+    /// the report names their version so months compare like with like.
+    Program(ProgramArgs),
     /// Before launch: people needed per group to detect a change of the conversion
     /// rate, or the smallest change groups of a given size can detect.
     Plan(PlanArgs),
@@ -86,6 +103,34 @@ struct LiftArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ReachArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// Only this campaign (e.g. C01); in DP mode the way to get one campaign's reach
+    /// without the per-person group bound cutting it.
+    #[arg(long, value_name = "ID")]
+    campaign: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProgramArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// Attribution model of the conversions: last-touch, first-touch or linear.
+    #[arg(long, default_value = "last-touch")]
+    model: String,
+    /// Click window, in days.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    click_window_days: i64,
+    /// View (impression) window, in hours.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    view_window_hours: i64,
+    /// Credited orders per person, at most.
+    #[arg(long, default_value_t = 8)]
+    cap: u32,
+}
+
+#[derive(Debug, clap::Args)]
 struct PlanArgs {
     /// Conversion rate expected without the campaign (e.g. 0.01).
     #[arg(long)]
@@ -118,6 +163,8 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<()> {
     match args.command {
         MeasureCommand::Attribution(a) => attribution(a),
         MeasureCommand::Lift(a) => lift(a),
+        MeasureCommand::Reach(a) => reach(a),
+        MeasureCommand::Program(a) => program(a),
         MeasureCommand::Plan(a) => plan(&a),
     }
 }
@@ -137,20 +184,32 @@ async fn open(
     Ok((engine, info))
 }
 
-fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
-    let settings = AttributionSettings {
-        model: args.model.parse::<Model>()?,
-        click_window_s: args
-            .click_window_days
+fn settings(
+    model: &str,
+    click_window_days: i64,
+    view_window_hours: i64,
+    cap: u32,
+) -> anyhow::Result<AttributionSettings> {
+    Ok(AttributionSettings {
+        model: model.parse::<Model>()?,
+        click_window_s: click_window_days
             .checked_mul(86_400)
             .context("--click-window-days is too large")?,
-        view_window_s: args
-            .view_window_hours
+        view_window_s: view_window_hours
             .checked_mul(3_600)
             .context("--view-window-hours is too large")?,
-        cap: args.cap,
+        cap,
         ..Default::default()
-    };
+    })
+}
+
+fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
+    let settings = settings(
+        &args.model,
+        args.click_window_days,
+        args.view_window_hours,
+        args.cap,
+    )?;
     let by = args
         .by
         .iter()
@@ -202,6 +261,56 @@ fn lift(args: LiftArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print_lift(&report);
+        }
+        Ok(())
+    })
+}
+
+fn reach(args: ReachArgs) -> anyhow::Result<()> {
+    let campaign = campaign(args.campaign.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (mut engine, info) = open(&args.target).await?;
+        let parties = jingteng_measure::media_parties(&engine, &info);
+        let report = jingteng_measure::reach(
+            &mut engine,
+            &info,
+            &parties,
+            campaign.as_ref(),
+            &args.target.analyst,
+        )
+        .await?;
+        if args.target.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_reach(&report);
+        }
+        Ok(())
+    })
+}
+
+fn program(args: ProgramArgs) -> anyhow::Result<()> {
+    let settings = settings(
+        &args.model,
+        args.click_window_days,
+        args.view_window_hours,
+        args.cap,
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (mut engine, info) = open(&args.target).await?;
+        let report = jingteng_measure::program(
+            &mut engine,
+            &info,
+            &settings,
+            &Sources::default(),
+            &args.target.analyst,
+        )
+        .await?;
+        if args.target.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_program(&report);
         }
         Ok(())
     })
@@ -446,6 +555,144 @@ fn print_lift(r: &LiftReport) {
     );
     for n in &r.not_yet {
         println!("not yet: {n}");
+    }
+    print_releases(&r.released);
+}
+
+fn print_reach(r: &ReachReport) {
+    println!(
+        "reach and frequency over {} media part{} ({}): people with at least one impression",
+        r.parties.len(),
+        if r.parties.len() == 1 { "y" } else { "ies" },
+        r.parties.join(", ")
+    );
+    println!("match: {}", r.coverage.caveat);
+    let multi = r.parties.len() >= 2;
+    let mut header = vec!["campaign".to_string(), "reach (de-dup.)".to_string()];
+    for p in &r.parties {
+        header.push(format!("on {p}"));
+    }
+    if multi {
+        header.push("overlap".into());
+        for p in &r.parties {
+            header.push(format!("only {p}"));
+        }
+        header.push("de-dup. at least".into());
+    }
+    let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = table(&refs);
+    for c in &r.campaigns {
+        let mut row = vec![c.campaign_id.clone(), c.deduplicated.to_string()];
+        for p in &c.parties {
+            row.push(p.reach.to_string());
+        }
+        if multi {
+            row.push(opt(c.overlap, |n| n.to_string()));
+            for p in &c.parties {
+                row.push(opt(p.incremental, |n| n.to_string()));
+            }
+            row.push(c.deduplicated_at_least.to_string());
+        }
+        t.add_row(row);
+    }
+    println!("{t}");
+    if multi {
+        println!(
+            "only PARTY: incremental reach, the people that partner alone reached; overlap: people reached on two or more; de-dup. at least: the largest single-party reach, the floor if every exposed person had been linked"
+        );
+    }
+    if r.suppressed > 0 {
+        println!(
+            "{} campaign(s) left out: too few people reached",
+            r.suppressed
+        );
+    }
+    println!("\nfrequency: people by impressions on all media parties together");
+    let mut header = vec!["campaign"];
+    header.extend(jingteng_measure::FREQUENCY_BUCKETS);
+    let mut t = table(&header);
+    for c in &r.campaigns {
+        let mut row = vec![c.campaign_id.clone()];
+        row.extend(c.frequency.iter().map(|b| opt(b.people, |n| n.to_string())));
+        t.add_row(row);
+    }
+    println!("{t}");
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    print_releases(&r.released);
+}
+
+fn signed_pct(x: f64) -> String {
+    format!("{:+.1}%", 100.0 * x)
+}
+
+fn print_program(r: &ProgramReport) {
+    println!(
+        "program metrics per month; conversions credited by attribution settings {} ({}): compare months and reports only under the same version",
+        r.settings_version, r.settings_label
+    );
+    print_coverage(&r.coverage);
+    let mut t = table(&[
+        "month",
+        "spend ¥",
+        "Δ spend",
+        "campaigns",
+        "Δ camp.",
+        "brands",
+        "impressions",
+        "Δ impr.",
+        "clicks",
+        "conversions*",
+        "GMV ¥*",
+        "CVR/click*",
+        "Δ CVR",
+        "brands back",
+        "spend back",
+    ]);
+    for m in &r.months {
+        let c = &m.change;
+        t.add_row(vec![
+            m.month.clone(),
+            yuan(m.spend_fen),
+            opt(c.spend, signed_pct),
+            m.campaigns.to_string(),
+            opt(c.campaigns, signed_pct),
+            m.brands.len().to_string(),
+            opt(m.impressions, |n| n.to_string()),
+            opt(c.impressions, signed_pct),
+            opt(m.clicks, |n| n.to_string()),
+            opt(m.conversions, |x| format!("{x:.0}")),
+            opt(m.gmv_fen, yuan),
+            opt(m.cvr_click, pct),
+            opt(c.cvr_click, signed_pct),
+            opt(m.returning_brand_share, |x| format!("{:.0}%", 100.0 * x)),
+            opt(m.returning_spend_share, |x| format!("{:.0}%", 100.0 * x)),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "* people linked to the retailer only (CVR per click divides by their clicks); Δ: change from the month before; brands back: of last month's brands, the share spending again (re-investment by brands); spend back: the share of this month's spend from those brands (re-investment by spend)"
+    );
+    let (seen, estimate) = r.months.iter().fold((0.0, 0.0), |(s, e), m| {
+        (
+            s + m.conversions.unwrap_or(0.0),
+            e + m.conversions_estimate_all.unwrap_or(0.0),
+        )
+    });
+    if estimate > 0.0 {
+        println!(
+            "unlinked people are invisible: {seen:.0} conversions seen; divided by the retailer's match rate ({:.1}%), about {estimate:.0} over all people (an estimate that leans high: some members the match missed never used the media party)",
+            100.0 * r.coverage.retail_match_rate
+        );
+    }
+    println!(
+        "{} brands in the period: {}",
+        r.brands.len(),
+        r.brands.join(", ")
+    );
+    for n in &r.notes {
+        println!("note: {n}");
     }
     print_releases(&r.released);
 }

@@ -13,6 +13,7 @@ pub(crate) fn run(args: SynthArgs) -> anyhow::Result<()> {
         seed: args.seed,
         scale,
         force: args.force,
+        media: args.media,
     };
     let bar = progress_bar(scale.people(), "people");
     bar.set_message(format!("generating {}", args.out.display()));

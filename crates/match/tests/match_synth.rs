@@ -13,10 +13,15 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 fn world(dir: &Path, seed: u64, scale: &str) {
+    world_media(dir, seed, scale, 1);
+}
+
+fn world_media(dir: &Path, seed: u64, scale: &str, media: u8) {
     let config = jingteng_synth::Config {
         seed,
         scale: scale.parse().unwrap(),
         force: false,
+        media,
     };
     jingteng_synth::generate(&config, dir, &|_, _| {}).unwrap();
 }
@@ -27,7 +32,9 @@ fn check_against_truth(dir: &Path) {
     let report = jingteng_match::run(&dir.join("collab.toml"), &|_: &str, _: u64| {}).unwrap();
     let report = serde_json::to_value(&report).unwrap();
     let sets = truth["overlap"].as_object().unwrap();
-    assert_eq!(sets.len(), 4);
+    // Every set of two or more parties: 4 of three parties, 11 of four (with news).
+    let parties = truth["people"].as_object().unwrap().len() - 1;
+    assert_eq!(sets.len(), (1 << parties) - 1 - parties);
     for (key, t) in sets {
         let r = &report["overlap"][key];
         assert_eq!(
@@ -88,6 +95,19 @@ fn matched_counts_equal_truth_on_several_seeds_and_sizes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("w");
         world(&dir, seed, scale);
+        check_against_truth(&dir);
+    }
+}
+
+#[test]
+fn four_parties_with_news_match_as_truth_says() {
+    // News links to social on device only (social's phones are MD5, news's SHA-256),
+    // to the retailer on phone and device, to the brand on phone: every set of the four
+    // parties must be found exactly, bridges included.
+    for (seed, scale) in [(6, "tiny"), (7, "4001")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("w");
+        world_media(&dir, seed, scale, 2);
         check_against_truth(&dir);
     }
 }

@@ -94,6 +94,34 @@ impl Default for AttributionSettings {
 }
 
 impl AttributionSettings {
+    /// A short version of these settings (8 hex digits of a 64-bit FNV-1a hash of
+    /// their JSON): two reports, or two months, compare like with like only when
+    /// their versions are equal.
+    pub fn version(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{:08x}", h >> 32)
+    }
+
+    /// The settings in words, e.g. `last-touch, click 7 d, view 24 h, cap 8, UTC+08:00`.
+    pub fn label(&self) -> String {
+        let off = self.utc_offset_s;
+        format!(
+            "{}, click {} d, view {} h, cap {}, UTC{}{:02}:{:02}",
+            self.model.as_str(),
+            self.click_window_s / 86_400,
+            self.view_window_s / 3_600,
+            self.cap,
+            if off < 0 { '-' } else { '+' },
+            off.abs() / 3_600,
+            off.abs() % 3_600 / 60
+        )
+    }
+
     fn check(&self) -> Result<()> {
         if self.click_window_s <= 0 || self.view_window_s < 0 || self.cap == 0 {
             return Err(Error::Input(format!(
@@ -577,6 +605,19 @@ mod tests {
         assert!("last".parse::<Model>().is_err());
         assert_eq!("age_band".parse::<Dimension>().unwrap(), Dimension::AgeBand);
         assert!("person".parse::<Dimension>().is_err());
+    }
+
+    #[test]
+    fn versions_follow_the_settings() {
+        let a = AttributionSettings::default();
+        assert_eq!(a.version(), AttributionSettings::default().version());
+        assert_eq!(a.version().len(), 8);
+        let b = AttributionSettings { cap: 4, ..a };
+        assert_ne!(a.version(), b.version());
+        assert_eq!(
+            a.label(),
+            "last-touch, click 7 d, view 24 h, cap 8, UTC+08:00"
+        );
     }
 
     #[test]

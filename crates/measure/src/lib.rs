@@ -16,11 +16,18 @@
 //! - [`lift`]: test and control groups of the randomised holdout, ITT difference,
 //!   relative lift, incremental conversions and GMV, iROAS, with 95% intervals that
 //!   include the noise of a DP release.
+//! - [`program`]: program metrics per month across campaigns and brands (spend,
+//!   impressions, campaigns, CVR, month-on-month change, re-investment rate), with
+//!   the attribution settings' version.
+//! - [`reach`]: reach per media party, de-duplicated across them through the match,
+//!   incremental reach per partner, frequency histogram capped at 10+.
 //! - [`stats`]: the interval and sample-size mathematics, with no I/O.
 
 mod attribution;
 mod coverage;
 mod lift;
+mod program;
+mod reach;
 mod release;
 pub mod stats;
 
@@ -35,6 +42,13 @@ pub use coverage::Coverage;
 pub use lift::{
     CampaignLift, GroupFigures, LIFT_OUTCOMES, LiftReport, LiftSettings, lift,
     register_lift_outcomes,
+};
+/// Program metrics across campaigns and brands.
+pub use program::{MonthChange, MonthFigures, PROGRAM, ProgramReport, program, register_program};
+/// Reach and frequency across media parties.
+pub use reach::{
+    CampaignReach, FREQUENCY_BUCKETS, FrequencyBucket, PartyReach, REACH, ReachCoverage,
+    ReachReport, media_parties, reach, register_reach, release_reach,
 };
 /// How each released figure was released.
 pub use release::{CampaignId, Released, Sources};

@@ -11,6 +11,7 @@ fn world(dir: &Path) {
         seed: 5,
         scale: "tiny".parse().unwrap(),
         force: false,
+        media: 1,
     };
     jingteng_synth::generate(&config, dir, &|_, _| {}).unwrap();
 }

@@ -63,6 +63,7 @@ async fn three_nodes_match_like_local_mode() {
         seed: 6,
         scale: "tiny".parse().unwrap(),
         force: false,
+        media: 1,
     };
     jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
     let spec = world.join("collab.toml");
@@ -319,6 +320,7 @@ async fn setup(seed: u64) -> Setup {
         seed,
         scale: "tiny".parse().unwrap(),
         force: false,
+        media: 1,
     };
     jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
     let spec = world.join("collab.toml");

@@ -2,8 +2,62 @@
 //! their tables, identifier columns and forms, and column roles. Its format is
 //! documented in `docs/collaboration-spec.md`.
 
-/// The spec text for a world of `people` people generated from `seed`.
-pub(crate) fn spec(seed: u64, people: u64) -> String {
+/// The spec text for a world of `people` people generated from `seed`, with the news
+/// party when the world has two media parties.
+pub(crate) fn spec(seed: u64, people: u64, media: u8) -> String {
+    let mut text = base(seed, people);
+    if media >= 2 {
+        text = text.replace(
+            "a social platform, a retailer and the brand Aurora",
+            "a social platform, a news app, a retailer and the brand Aurora",
+        );
+        text.push_str(NEWS);
+    }
+    text
+}
+
+/// The second media party: like social, with its own users and exposures for some of
+/// the same campaigns.
+const NEWS: &str = r#"
+[[party]]
+name = "news"
+description = "Second media platform: a news app's ad system (the Toutiao role of the JD-X partnerships)"
+
+# As social's: differential privacy, ε 0.5 per query, 10 per analyst, each person
+# counted in one group with at most 10 rows.
+[party.privacy]
+mode = "dp"
+min_people = 50
+epsilon = 0.5
+budget = 10.0
+max_groups_per_person = 1
+max_rows_per_person = 10
+
+[[party.table]]
+name = "users"
+path = "news/users.parquet"
+record_id = "user_id"
+dimensions = ["age_band", "gender", "city_tier"]
+
+[[party.table.identifier]]
+column = "phone_sha256"
+type = "phone"
+form = "sha256"
+
+[[party.table.identifier]]
+column = "device_id"
+type = "device"
+device_type_column = "device_type"
+
+[[party.table]]
+name = "exposures"
+path = "news/exposures.parquet"
+record_id = "user_id"
+dimensions = ["campaign_id", "placement", "kind"]
+timestamps = ["ts"]
+"#;
+
+fn base(seed: u64, people: u64) -> String {
     format!(
         r#"# Collaboration spec for the synthetic world written by `jingteng synth`.
 # Every field is documented in docs/collaboration-spec.md. Paths are relative to this file.

@@ -23,6 +23,7 @@ pub(crate) struct IdKeys {
     device_hi: u64,
     device_lo: u64,
     phone_offset: u64,
+    news: u64,
 }
 
 impl IdKeys {
@@ -36,6 +37,7 @@ impl IdKeys {
             device_hi: k(5),
             device_lo: k(6),
             phone_offset: k(7) % PHONE_SPACE,
+            news: k(8),
         }
     }
 
@@ -45,6 +47,10 @@ impl IdKeys {
 
     pub(crate) fn retail_member_id(&self, person: u64) -> String {
         format!("jd{:016x}", mix64(person ^ self.retail))
+    }
+
+    pub(crate) fn news_user_id(&self, person: u64) -> String {
+        format!("tt{:016x}", mix64(person ^ self.news))
     }
 
     pub(crate) fn brand_customer_id(&self, person: u64) -> String {

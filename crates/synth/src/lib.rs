@@ -57,6 +57,9 @@ pub enum Error {
         "unknown scale {0:?}: use tiny, small, medium, large or a number of people (1,000 to 100,000,000)"
     )]
     Scale(String),
+    /// A number of media parties this generator cannot make.
+    #[error("--media {0}: 1 (social) or 2 (social and news)")]
+    Media(u8),
     /// A bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -144,6 +147,9 @@ pub struct Config {
     pub scale: Scale,
     /// Replace an existing, non-empty output directory.
     pub force: bool,
+    /// Media parties: 1 (`social`, the world as it always was) or 2 (adds `news`).
+    /// The social, retail and brand files are the same either way.
+    pub media: u8,
 }
 
 /// Progress reports, sent as chunks of people are written.
@@ -178,6 +184,9 @@ pub struct Summary {
 /// it is written into a sibling temporary directory and renamed into place.
 pub fn generate(config: &Config, out: &Path, progress: &dyn Progress) -> Result<Summary> {
     let started = Instant::now();
+    if !(1..=2).contains(&config.media) {
+        return Err(Error::Media(config.media));
+    }
     let staging = prepare_output(out, config.force)?;
     let result = write_world(config, &staging, progress);
     let truth = match result {
@@ -189,8 +198,9 @@ pub fn generate(config: &Config, out: &Path, progress: &dyn Progress) -> Result<
     };
     let (tables, truth_value) = truth;
     publish(&staging, out)?;
-    let people = ["world", "social", "retail", "brand"]
+    let people = ["world", "social", "retail", "brand", "news"]
         .iter()
+        .take(if config.media >= 2 { 5 } else { 4 })
         .map(|k| (*k, truth_value["people"][k].as_u64().unwrap_or(0)))
         .collect();
     Ok(Summary {
@@ -206,9 +216,10 @@ type Written = (Vec<(&'static str, u64)>, serde_json::Value);
 
 fn write_world(config: &Config, dir: &Path, progress: &dyn Progress) -> Result<Written> {
     let people = config.scale.people;
-    let world = World::new(config.seed, people);
-    // One writer per table, in `Table::ALL` order, so `writers[table as usize]`.
-    let mut writers: Vec<TableWriter> = Table::ALL
+    let world = World::new(config.seed, people, config.media);
+    let tables = Table::for_media(config.media);
+    // One writer per table, in `Table` order, so `writers[table as usize]`.
+    let mut writers: Vec<TableWriter> = tables
         .iter()
         .map(|&t| TableWriter::create(dir, t))
         .collect::<Result<_>>()?;
@@ -259,7 +270,7 @@ fn write_world(config: &Config, dir: &Path, progress: &dyn Progress) -> Result<W
         )));
     }
     let mut rows = Vec::new();
-    for (table, writer) in Table::ALL.iter().zip(writers) {
+    for (table, writer) in tables.iter().zip(writers) {
         rows.push((table.name(), writer.close()?));
     }
     let info = WorldInfo {
@@ -276,13 +287,14 @@ fn write_world(config: &Config, dir: &Path, progress: &dyn Progress) -> Result<W
         focal_brand: world::BRANDS[world::FOCAL_BRAND].0,
         caused_orders: acc.caused_orders,
     };
-    let truth = Truth::build(info, &acc, &world.campaigns);
+    let truth = Truth::build(info, &acc, &world.campaigns, &world.news, config.media);
     let value = serde_json::to_value(&truth).map_err(|e| Error::Internal(e.to_string()))?;
     let path = dir.join("truth.json");
     let text = serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
     let path = dir.join("collab.toml");
-    std::fs::write(&path, collab::spec(config.seed, people)).map_err(|e| Error::io(&path, e))?;
+    std::fs::write(&path, collab::spec(config.seed, people, config.media))
+        .map_err(|e| Error::io(&path, e))?;
     Ok((rows, value))
 }
 

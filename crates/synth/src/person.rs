@@ -14,7 +14,8 @@ use crate::tables::{ChunkRows, Encoded, Table};
 use crate::truth::{self, Cell, PARTY_SETS, TruthAcc};
 use crate::world::{
     self, ATTRIBUTION_CAP, BRANDS, CATEGORIES, CLICK_WINDOW, Campaign, DAY, FOCAL_BRAND, INTERESTS,
-    PERIOD_DAYS, PERIOD_START, PLACEMENTS, REGIONS, SKUS_PER_BRAND, VIEW_WINDOW,
+    NEWS_PLACEMENTS, NewsPlan, PERIOD_DAYS, PERIOD_START, PLACEMENTS, REGIONS, SKUS_PER_BRAND,
+    VIEW_WINDOW,
 };
 
 /// People per chunk. Fixed: order ids and row shuffles depend on it.
@@ -28,16 +29,29 @@ pub(crate) struct World {
     pub(crate) people: u64,
     pub(crate) keys: IdKeys,
     pub(crate) campaigns: Vec<Campaign>,
+    /// Media parties: 1 (social) or 2 (social and news).
+    pub(crate) media: u8,
+    /// Per campaign, how it runs on news (with two media parties).
+    pub(crate) news: Vec<Option<NewsPlan>>,
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, people: u64) -> Self {
+    pub(crate) fn new(seed: u64, people: u64, media: u8) -> Self {
         let mut rng = rng_for(seed, u64::MAX, 9);
+        let campaigns = world::campaigns(&mut rng, people);
+        // News plans come from their own stream: the social world does not change.
+        let news = if media >= 2 {
+            world::news_plans(&mut rng_for(seed, u64::MAX, 10), campaigns.len())
+        } else {
+            vec![None; campaigns.len()]
+        };
         Self {
             seed,
             people,
             keys: IdKeys::new(seed),
-            campaigns: world::campaigns(&mut rng, people),
+            campaigns,
+            media,
+            news,
         }
     }
 }
@@ -289,7 +303,7 @@ pub(crate) fn generate_chunk(
         generate_person(world, person, &mut rows, &mut acc, &mut next_order);
     }
     let mut shuffle = rng_for(world.seed, index, 8);
-    Ok((rows.finish(&mut shuffle)?, acc))
+    Ok((rows.finish(&mut shuffle, world.media)?, acc))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -533,6 +547,14 @@ fn generate_person(
     };
     let (brand_email_cell, brand_email) = messy_email_cell(&mut rng, brand_member, 0.8, &email);
 
+    // ---- news: the second media party (`--media 2`), from its own random stream ----
+    let news = (world.media >= 2)
+        .then(|| news_person(world, person, &me, &interests, current_phone, &own_device))
+        .flatten();
+    let (news_phone_cell, news_device_cell) = news
+        .as_ref()
+        .map_or((Cell::Missing, Cell::Missing), |n| (n.phone.0, n.device.0));
+
     if me.social {
         acc.party_people[0] += 1;
         acc.tally_id(0, social_phone_cell);
@@ -548,6 +570,11 @@ fn generate_person(
         acc.party_people[2] += 1;
         acc.tally_id(5, brand_phone_cell);
         acc.tally_id(6, brand_email_cell);
+    }
+    if news.is_some() {
+        acc.party_people[3] += 1;
+        acc.tally_id(7, news_phone_cell);
+        acc.tally_id(8, news_device_cell);
     }
 
     // ---- which records a perfect match can link, and through which identifier ----
@@ -579,11 +606,46 @@ fn generate_person(
                 false,
             ],
         ),
+        // News holds SHA-256 of the current number and the person's own device: it
+        // meets social on device only (social's phones are MD5), the retailer on both,
+        // the brand on phone when the brand holds the current number.
+        (
+            0,
+            3,
+            [
+                false,
+                false,
+                valid(social_device_cell) && valid(news_device_cell),
+            ],
+        ),
+        (
+            1,
+            3,
+            [
+                valid(retail_phone_cell) && valid(news_phone_cell),
+                false,
+                valid(retail_device_cell) && valid(news_device_cell),
+            ],
+        ),
+        (
+            2,
+            3,
+            [
+                valid(brand_phone_cell) && valid(news_phone_cell) && brand_number == current_phone,
+                false,
+                false,
+            ],
+        ),
     ];
-    let present = [me.social, me.retail, brand_member];
+    let present = [me.social, me.retail, brand_member, news.is_some()];
+    let sets = if world.media >= 2 {
+        &PARTY_SETS[..]
+    } else {
+        &PARTY_SETS[..4]
+    };
     let mut linked_sr = false;
-    for (slot, &mask) in PARTY_SETS.iter().enumerate() {
-        if !(0..3).all(|p| mask & (1 << p) == 0 || present[p]) {
+    for (slot, &mask) in sets.iter().enumerate() {
+        if !(0..4).all(|p| mask & (1 << p) == 0 || present[p]) {
             continue;
         }
         let linked = truth::connected(present, &edges, mask, [true; 3]);
@@ -641,6 +703,29 @@ fn generate_person(
                 f.impressions += impressions;
                 f.clicks += clicks;
                 f.frequency[(impressions.min(10) - 1) as usize] += 1;
+            }
+        }
+    }
+    if world.media >= 2 {
+        // Two records exposed to one campaign are one person in the room only when
+        // the match can link the social and the news record.
+        let linked_sn =
+            me.social && news.is_some() && truth::connected(present, &edges, 0b1001, [true; 3]);
+        let news_touches = news.as_ref().map_or(&[][..], |n| &n.touches[..]);
+        for ci in 0..world.campaigns.len() {
+            let on =
+                |ts: &[Touch]| ts.iter().filter(|t| t.campaign == ci && !t.click).count() as u64;
+            let (s, k) = (on(&touches), on(news_touches));
+            if s + k == 0 {
+                continue;
+            }
+            let [all, matched] = &mut acc.reach[ci];
+            all.add(s, k);
+            if s > 0 && k > 0 && !linked_sn {
+                matched.add(s, 0);
+                matched.add(0, k);
+            } else {
+                matched.add(s, k);
             }
         }
     }
@@ -771,6 +856,29 @@ fn generate_person(
             _ => "none",
         });
     }
+    if let Some(n) = &news {
+        let uid = keys.news_user_id(person);
+        let u = &mut rows.news_users;
+        u.user_id.append_value(&uid);
+        u.phone_sha256.append_option(n.phone.1.as_deref());
+        u.device_id.append_option(n.device.1.as_deref());
+        u.device_type
+            .append_option(n.device.1.as_ref().map(|_| me.device.as_str()));
+        u.age_band.append_value(band);
+        u.gender.append_value(gender);
+        u.city_tier.append_value(me.tier);
+        for t in &n.touches {
+            let e = &mut rows.news_exposures;
+            e.user_id.append_value(&uid);
+            e.campaign_id.append_value(&world.campaigns[t.campaign].id);
+            e.ts.append_value(t.ts);
+            e.placement.append_value(NEWS_PLACEMENTS[t.placement]);
+            e.kind
+                .append_value(if t.click { "click" } else { "impression" });
+        }
+        rows.news_people.person_id.append_value(person as i64);
+        rows.news_people.news_user_id.append_value(&uid);
+    }
     let p = &mut rows.people;
     p.person_id.append_value(person as i64);
     p.social_user_id.append_option(social_id);
@@ -785,6 +893,96 @@ fn generate_person(
         .map(|i| INTERESTS[i])
         .collect();
     p.interests.append_value(list.join(";"));
+}
+
+/// A person as the news app knows them.
+struct NewsPerson {
+    /// `phone_sha256`: SHA-256 of the current number.
+    phone: (Cell, Option<String>),
+    /// `device_id`: the person's own device.
+    device: (Cell, Option<String>),
+    touches: Vec<Touch>,
+}
+
+/// The person's record and exposures at news, or `None` when they do not use it. Drawn
+/// from the person's own stream 2, so the other parties' data does not change.
+fn news_person(
+    world: &World,
+    person: u64,
+    me: &Core,
+    interests: &[bool; 10],
+    current_phone: &str,
+    own_device: &str,
+) -> Option<NewsPerson> {
+    let mut rng = rng_for(world.seed, person, 2);
+    // The news app skews to lower-tier cities.
+    if !rng.random_bool(if me.tier >= 3 { 0.6 } else { 0.45 }) {
+        return None;
+    }
+    let phone = if rng.random_bool(0.75) {
+        let hex = ids::sha256_hex(current_phone);
+        if rng.random_bool(0.005) {
+            (Cell::Invalid, Some(ids::invalid_hex(&hex)))
+        } else if rng.random_bool(0.05) {
+            (Cell::Valid, Some(hex.to_ascii_uppercase()))
+        } else {
+            (Cell::Valid, Some(hex))
+        }
+    } else {
+        (Cell::Missing, None)
+    };
+    let device = if rng.random_bool(0.85) {
+        if me.device_zero {
+            (Cell::Invalid, Some(me.device.zero_value().to_string()))
+        } else if me.device == DeviceKind::Idfa && rng.random_bool(0.3) {
+            (Cell::Valid, Some(own_device.to_ascii_lowercase()))
+        } else {
+            (Cell::Valid, Some(own_device.to_string()))
+        }
+    } else {
+        (Cell::Missing, None)
+    };
+    let mut touches = Vec::new();
+    for (ci, c) in world.campaigns.iter().enumerate() {
+        let Some(plan) = &world.news[ci] else {
+            continue;
+        };
+        let p_eligible = if interests[c.category()] {
+            plan.eligible_if_interested
+        } else {
+            plan.eligible_otherwise
+        };
+        if !rng.random_bool(p_eligible) || !rng.random_bool(plan.reach_rate) {
+            continue;
+        }
+        for _ in 0..1 + poisson(&mut rng, plan.extra_impressions) {
+            let ts = rng.random_range(c.start_ts()..c.end_ts());
+            let placement = pick_weighted(
+                &mut rng,
+                &std::array::from_fn::<_, 4, _>(|i| (i, plan.placement_weights[i])),
+            );
+            touches.push(Touch {
+                ts,
+                campaign: ci,
+                click: false,
+                placement,
+            });
+            if rng.random_bool(plan.ctr) {
+                touches.push(Touch {
+                    ts: ts + rng.random_range(3..=90),
+                    campaign: ci,
+                    click: true,
+                    placement,
+                });
+            }
+        }
+    }
+    touches.sort_by_key(|t| (t.ts, t.campaign, t.click));
+    Some(NewsPerson {
+        phone,
+        device,
+        touches,
+    })
 }
 
 fn new_order(
@@ -868,8 +1066,8 @@ mod tests {
                     && !partner.device_zero
             })
             .expect("some person shares a device");
-        let whole = World::new(seed, person + 2);
-        let odd = World::new(seed, person + 1);
+        let whole = World::new(seed, person + 2, 1);
+        let odd = World::new(seed, person + 1, 1);
         assert!(shares_partner_device(&whole, person, &me));
         assert!(!shares_partner_device(&odd, person, &me));
     }

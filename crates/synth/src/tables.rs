@@ -35,6 +35,9 @@ pub(crate) enum Table {
     BrandCrm,
     TruthPeople,
     TruthCausedOrders,
+    NewsUsers,
+    NewsExposures,
+    TruthNewsUsers,
 }
 
 impl Table {
@@ -49,6 +52,21 @@ impl Table {
         Table::TruthPeople,
         Table::TruthCausedOrders,
     ];
+    /// The tables a second media party (`--media 2`) adds, written after [`Table::ALL`].
+    pub(crate) const NEWS: [Table; 3] = [
+        Table::NewsUsers,
+        Table::NewsExposures,
+        Table::TruthNewsUsers,
+    ];
+
+    /// The tables of a world with `media` media parties, in the order they are listed.
+    pub(crate) fn for_media(media: u8) -> Vec<Table> {
+        let mut out = Table::ALL.to_vec();
+        if media >= 2 {
+            out.extend(Table::NEWS);
+        }
+        out
+    }
 
     /// `party/table`, which is also the path of its files without the extension.
     pub(crate) fn name(self) -> &'static str {
@@ -62,6 +80,9 @@ impl Table {
             Table::BrandCrm => "brand/crm",
             Table::TruthPeople => "truth/people",
             Table::TruthCausedOrders => "truth/caused_orders",
+            Table::NewsUsers => "news/users",
+            Table::NewsExposures => "news/exposures",
+            Table::TruthNewsUsers => "truth/news_users",
         }
     }
 
@@ -99,7 +120,7 @@ impl Table {
                 s("objective"),
                 i32f("holdout_pct"),
             ],
-            Table::SocialExposures => vec![
+            Table::SocialExposures | Table::NewsExposures => vec![
                 s("user_id"),
                 s("campaign_id"),
                 ts(),
@@ -150,6 +171,16 @@ impl Table {
                 s("interests"),
             ],
             Table::TruthCausedOrders => vec![i64f("order_id"), s("campaign_id")],
+            Table::NewsUsers => vec![
+                s("user_id"),
+                os("phone_sha256"),
+                os("device_id"),
+                os("device_type"),
+                s("age_band"),
+                s("gender"),
+                i32f("city_tier"),
+            ],
+            Table::TruthNewsUsers => vec![i64f("person_id"), s("news_user_id")],
         };
         Arc::new(Schema::new(fields))
     }
@@ -216,9 +247,9 @@ impl Default for Exposures {
 }
 
 impl Exposures {
-    fn finish(mut self) -> Result<RecordBatch> {
+    fn finish(mut self, table: Table) -> Result<RecordBatch> {
         finish(
-            Table::SocialExposures,
+            table,
             vec![
                 Arc::new(self.user_id.finish()),
                 Arc::new(self.campaign_id.finish()),
@@ -362,6 +393,54 @@ impl Crm {
     }
 }
 
+/// Rows of `news/users` for one chunk.
+#[derive(Default)]
+pub(crate) struct NewsUsers {
+    pub(crate) user_id: StringBuilder,
+    pub(crate) phone_sha256: StringBuilder,
+    pub(crate) device_id: StringBuilder,
+    pub(crate) device_type: StringBuilder,
+    pub(crate) age_band: StringBuilder,
+    pub(crate) gender: StringBuilder,
+    pub(crate) city_tier: Int32Builder,
+}
+
+impl NewsUsers {
+    fn finish(mut self) -> Result<RecordBatch> {
+        finish(
+            Table::NewsUsers,
+            vec![
+                Arc::new(self.user_id.finish()),
+                Arc::new(self.phone_sha256.finish()),
+                Arc::new(self.device_id.finish()),
+                Arc::new(self.device_type.finish()),
+                Arc::new(self.age_band.finish()),
+                Arc::new(self.gender.finish()),
+                Arc::new(self.city_tier.finish()),
+            ],
+        )
+    }
+}
+
+/// Rows of `truth/news_users` for one chunk: which person each news user is.
+#[derive(Default)]
+pub(crate) struct NewsPeople {
+    pub(crate) person_id: Int64Builder,
+    pub(crate) news_user_id: StringBuilder,
+}
+
+impl NewsPeople {
+    fn finish(mut self) -> Result<RecordBatch> {
+        finish(
+            Table::TruthNewsUsers,
+            vec![
+                Arc::new(self.person_id.finish()),
+                Arc::new(self.news_user_id.finish()),
+            ],
+        )
+    }
+}
+
 /// Rows of `truth/people` for one chunk.
 #[derive(Default)]
 pub(crate) struct People {
@@ -425,15 +504,23 @@ pub(crate) struct ChunkRows {
     pub(crate) crm: Crm,
     pub(crate) people: People,
     pub(crate) caused: CausedOrders,
+    pub(crate) news_users: NewsUsers,
+    pub(crate) news_exposures: Exposures,
+    pub(crate) news_people: NewsPeople,
 }
 
 impl ChunkRows {
     /// Finishes every table into a batch, with rows shuffled within the chunk so that no
     /// table's row order lines up with another party's (or with the person index).
-    pub(crate) fn finish(self, rng: &mut ChaCha8Rng) -> Result<Vec<(Table, Encoded)>> {
-        let batches = [
+    /// The news tables come last (and only with two media parties), so the other
+    /// tables' shuffles are the same with or without news.
+    pub(crate) fn finish(self, rng: &mut ChaCha8Rng, media: u8) -> Result<Vec<(Table, Encoded)>> {
+        let mut batches = vec![
             (Table::SocialUsers, self.social_users.finish()?),
-            (Table::SocialExposures, self.exposures.finish()?),
+            (
+                Table::SocialExposures,
+                self.exposures.finish(Table::SocialExposures)?,
+            ),
             (Table::SocialHoldout, self.holdout.finish()?),
             (Table::RetailUsers, self.retail_users.finish()?),
             (Table::RetailOrders, self.orders.finish()?),
@@ -441,10 +528,18 @@ impl ChunkRows {
             (Table::TruthPeople, self.people.finish()?),
             (Table::TruthCausedOrders, self.caused.finish()?),
         ];
+        if media >= 2 {
+            batches.push((Table::NewsUsers, self.news_users.finish()?));
+            batches.push((
+                Table::NewsExposures,
+                self.news_exposures.finish(Table::NewsExposures)?,
+            ));
+            batches.push((Table::TruthNewsUsers, self.news_people.finish()?));
+        }
         batches
             .into_iter()
             .map(|(table, batch)| {
-                if table == Table::TruthPeople {
+                if table == Table::TruthPeople || table == Table::TruthNewsUsers {
                     // The truth table stays in person order: it is the key, not a party's data.
                     return Ok((table, Encoded::new(batch)?));
                 }

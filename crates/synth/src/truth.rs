@@ -8,12 +8,16 @@ use serde::Serialize;
 
 use crate::world::{self, BRANDS, CATEGORIES, Campaign, MONTHS};
 
-/// Parties in their fixed order; overlap keys list parties in this order.
-pub(crate) const PARTIES: [&str; 3] = ["social", "retail", "brand"];
+/// Parties in their fixed order; overlap keys list parties in this order. `news` is
+/// there only in worlds with two media parties.
+pub(crate) const PARTIES: [&str; 4] = ["social", "retail", "brand", "news"];
 /// Identifier types, in linking priority order.
 pub(crate) const ID_TYPES: [&str; 3] = ["phone", "email", "device"];
-/// The sets of two or more parties, as bit masks over [`PARTIES`].
-pub(crate) const PARTY_SETS: [u8; 4] = [0b011, 0b101, 0b110, 0b111];
+/// The sets of two or more parties, as bit masks over [`PARTIES`]: the first four
+/// without news, then the seven with it.
+pub(crate) const PARTY_SETS: [u8; 11] = [
+    0b0011, 0b0101, 0b0110, 0b0111, 0b1001, 0b1010, 0b1011, 0b1100, 0b1101, 0b1110, 0b1111,
+];
 
 pub(crate) fn party_set_key(mask: u8) -> String {
     PARTIES
@@ -30,13 +34,13 @@ pub(crate) fn party_set_key(mask: u8) -> String {
 /// `(party, party, [phone, email, device])` of the identifier types `types` allows.
 /// Parties outside `mask` may bridge: the linking runs over the whole collaboration.
 pub(crate) fn connected(
-    present: [bool; 3],
+    present: [bool; 4],
     edges: &[(usize, usize, [bool; 3])],
     mask: u8,
     types: [bool; 3],
 ) -> bool {
     // Each record takes the lowest label of any record it is joined to, until stable.
-    let mut component = [0usize, 1, 2];
+    let mut component = [0usize, 1, 2, 3];
     let mut changed = true;
     while changed {
         changed = false;
@@ -50,13 +54,13 @@ pub(crate) fn connected(
             }
         }
     }
-    let mut members = (0..3).filter(|p| mask & (1 << p) != 0);
+    let mut members = (0..4).filter(|p| mask & (1 << p) != 0);
     let first = members.next().map(|p| component[p]);
     members.all(|p| Some(component[p]) == first)
 }
 
 /// Identifier columns whose validity is tallied: (party index, column name).
-pub(crate) const ID_COLUMNS: [(usize, &str); 7] = [
+pub(crate) const ID_COLUMNS: [(usize, &str); 9] = [
     (0, "phone_md5"),
     (0, "device_id"),
     (1, "phone"),
@@ -64,6 +68,8 @@ pub(crate) const ID_COLUMNS: [(usize, &str); 7] = [
     (1, "device_id"),
     (2, "phone_sha256"),
     (2, "email"),
+    (3, "phone_sha256"),
+    (3, "device_id"),
 ];
 
 /// How one identifier cell looks.
@@ -123,6 +129,52 @@ impl CampaignFigures {
     }
 }
 
+/// Reach of one campaign across the two media parties, over one population: everyone
+/// (`all`), or records as a perfect match lets the room count them (`matched`: a
+/// person's social and news records are one person only when linkable).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub(crate) struct ReachTally {
+    /// People with at least one impression on social.
+    pub(crate) social: u64,
+    /// On news.
+    pub(crate) news: u64,
+    /// On either (de-duplicated).
+    pub(crate) deduplicated: u64,
+    /// On both.
+    pub(crate) overlap: u64,
+    /// On social only: the reach social adds to news.
+    pub(crate) incremental_social: u64,
+    /// On news only: the reach news adds to social.
+    pub(crate) incremental_news: u64,
+    /// People by impressions on both together: 1, 2, …, 9, 10 or more.
+    pub(crate) frequency: [u64; 10],
+}
+
+impl ReachTally {
+    /// Adds one person with `social` and `news` impressions (not both zero).
+    pub(crate) fn add(&mut self, social: u64, news: u64) {
+        self.social += u64::from(social > 0);
+        self.news += u64::from(news > 0);
+        self.deduplicated += 1;
+        self.overlap += u64::from(social > 0 && news > 0);
+        self.incremental_social += u64::from(news == 0);
+        self.incremental_news += u64::from(social == 0);
+        self.frequency[((social + news).min(10) - 1) as usize] += 1;
+    }
+
+    fn merge(&mut self, o: &ReachTally) {
+        self.social += o.social;
+        self.news += o.news;
+        self.deduplicated += o.deduplicated;
+        self.overlap += o.overlap;
+        self.incremental_social += o.incremental_social;
+        self.incremental_news += o.incremental_news;
+        for (a, b) in self.frequency.iter_mut().zip(o.frequency) {
+            *a += b;
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct OverlapTally {
     pub(crate) people: u64,
@@ -142,11 +194,13 @@ pub(crate) struct MonthTally {
 #[derive(Debug, Clone)]
 pub(crate) struct TruthAcc {
     pub(crate) people: u64,
-    pub(crate) party_people: [u64; 3],
-    pub(crate) ids: [IdTally; 7],
-    pub(crate) overlap: [OverlapTally; 4],
+    pub(crate) party_people: [u64; 4],
+    pub(crate) ids: [IdTally; 9],
+    pub(crate) overlap: [OverlapTally; 11],
     /// Per campaign: [all people, linked people].
     pub(crate) campaigns: Vec<[CampaignFigures; 2]>,
+    /// Per campaign, with two media parties: [all people, as matched].
+    pub(crate) reach: Vec<[ReachTally; 2]>,
     pub(crate) months: [MonthTally; 6],
     pub(crate) caused_orders: u64,
 }
@@ -155,10 +209,11 @@ impl TruthAcc {
     pub(crate) fn new(campaigns: usize) -> Self {
         Self {
             people: 0,
-            party_people: [0; 3],
-            ids: [IdTally::default(); 7],
-            overlap: [OverlapTally::default(); 4],
+            party_people: [0; 4],
+            ids: [IdTally::default(); 9],
+            overlap: [OverlapTally::default(); 11],
             campaigns: vec![Default::default(); campaigns],
+            reach: vec![Default::default(); campaigns],
             months: [MonthTally::default(); 6],
             caused_orders: 0,
         }
@@ -195,6 +250,10 @@ impl TruthAcc {
             }
         }
         for (a, b) in self.campaigns.iter_mut().zip(&o.campaigns) {
+            a[0].merge(&b[0]);
+            a[1].merge(&b[1]);
+        }
+        for (a, b) in self.reach.iter_mut().zip(&o.reach) {
             a[0].merge(&b[0]);
             a[1].merge(&b[1]);
         }
@@ -275,6 +334,17 @@ pub(crate) struct Truth {
     overlap: BTreeMap<String, Overlap>,
     campaigns: BTreeMap<String, CampaignTruth>,
     program: BTreeMap<&'static str, Month>,
+    /// Cross-media reach per campaign (worlds with two media parties only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reach: Option<BTreeMap<String, CampaignReach>>,
+}
+
+#[derive(Debug, Serialize)]
+struct CampaignReach {
+    /// Whether the campaign also ran on news.
+    on_news: bool,
+    all: ReachTally,
+    matched: ReachTally,
 }
 
 #[derive(Debug, Serialize)]
@@ -304,23 +374,37 @@ fn date(day: i64) -> String {
 }
 
 impl Truth {
-    pub(crate) fn build(info: WorldInfo, acc: &TruthAcc, campaigns: &[Campaign]) -> Self {
+    /// The truth of a world with `news` (a second media party) or without.
+    pub(crate) fn build(
+        info: WorldInfo,
+        acc: &TruthAcc,
+        campaigns: &[Campaign],
+        news: &[Option<crate::world::NewsPlan>],
+        media: u8,
+    ) -> Self {
+        let parties = if media >= 2 { 4 } else { 3 };
         let mut people = BTreeMap::new();
         people.insert("world", acc.people);
-        for (p, n) in PARTIES.iter().zip(acc.party_people) {
+        for (p, n) in PARTIES.iter().zip(acc.party_people).take(parties) {
             people.insert(*p, n);
         }
         let mut identifiers: BTreeMap<&'static str, BTreeMap<&'static str, IdTally>> =
             BTreeMap::new();
-        for ((party, column), tally) in ID_COLUMNS.iter().zip(acc.ids) {
+        for ((party, column), tally) in ID_COLUMNS
+            .iter()
+            .zip(acc.ids)
+            .filter(|((p, _), _)| *p < parties)
+        {
             identifiers
                 .entry(PARTIES[*party])
                 .or_default()
                 .insert(column, tally);
         }
+        let sets = if media >= 2 { 11 } else { 4 };
         let overlap = PARTY_SETS
             .iter()
             .zip(acc.overlap)
+            .take(sets)
             .map(|(mask, o)| {
                 (
                     party_set_key(*mask),
@@ -387,6 +471,23 @@ impl Truth {
                 )
             })
             .collect();
+        let reach = (media >= 2).then(|| {
+            campaigns
+                .iter()
+                .zip(&acc.reach)
+                .zip(news)
+                .map(|((c, [all, matched]), plan)| {
+                    (
+                        c.id.clone(),
+                        CampaignReach {
+                            on_news: plan.is_some(),
+                            all: *all,
+                            matched: *matched,
+                        },
+                    )
+                })
+                .collect()
+        });
         Self {
             world: info,
             people,
@@ -394,6 +495,7 @@ impl Truth {
             overlap,
             campaigns: campaign_truth,
             program,
+            reach,
         }
     }
 }
@@ -413,18 +515,34 @@ mod tests {
     fn linking_bridges_through_a_third_party() {
         let phone = [true, false, false];
         let edges = [(0, 1, phone), (0, 2, [false; 3]), (1, 2, phone)];
-        assert!(connected([true; 3], &edges, 0b101, [true; 3]));
-        assert!(connected([true; 3], &edges, 0b111, phone));
-        assert!(!connected([true; 3], &edges, 0b111, [false, true, false]));
+        let three = [true, true, true, false];
+        assert!(connected(three, &edges, 0b101, [true; 3]));
+        assert!(connected(three, &edges, 0b111, phone));
+        assert!(!connected(three, &edges, 0b111, [false, true, false]));
         // Without the bridge, social and brand stay apart.
-        assert!(!connected([true, false, true], &edges, 0b101, [true; 3]));
+        assert!(!connected(
+            [true, false, true, false],
+            &edges,
+            0b101,
+            [true; 3]
+        ));
+        // A fourth party can bridge too.
+        let device = [false, false, true];
+        let edges = [(0, 3, device), (2, 3, phone)];
+        assert!(connected(
+            [true, false, true, true],
+            &edges,
+            0b101,
+            [true; 3]
+        ));
+        assert!(!connected([true, false, true, true], &edges, 0b101, phone));
     }
 
     #[test]
     fn party_set_keys_follow_party_order() {
         let keys: Vec<String> = PARTY_SETS.iter().map(|m| party_set_key(*m)).collect();
         assert_eq!(
-            keys,
+            keys[..4],
             [
                 "social+retail",
                 "social+brand",
@@ -432,5 +550,7 @@ mod tests {
                 "social+retail+brand"
             ]
         );
+        assert_eq!(keys[4], "social+news");
+        assert_eq!(keys[10], "social+retail+brand+news");
     }
 }

@@ -263,3 +263,49 @@ pub(crate) fn daily_spend(c: &Campaign, day: i64) -> i64 {
         per_day
     }
 }
+
+/// Placements on the news app.
+pub(crate) const NEWS_PLACEMENTS: [&str; 4] = ["feed", "video", "search", "detail_page"];
+
+/// How one campaign also runs on the second media party (`news`, with `--media 2`).
+/// News exposures reach news users only, are not held out, and change no purchases:
+/// they exist for cross-media reach and frequency.
+#[derive(Debug, Clone)]
+pub(crate) struct NewsPlan {
+    /// Eligibility (targeting) for people interested / not interested in the category.
+    pub(crate) eligible_if_interested: f64,
+    pub(crate) eligible_otherwise: f64,
+    /// Share of eligible news users actually reached.
+    pub(crate) reach_rate: f64,
+    /// Mean of the extra impressions (beyond the first) per reached person.
+    pub(crate) extra_impressions: f64,
+    pub(crate) ctr: f64,
+    /// Placement weights, summing to 100.
+    pub(crate) placement_weights: [u32; 4],
+}
+
+/// Which campaigns also run on news (about 60%), from their own random stream so that
+/// the social world is the same with or without news.
+pub(crate) fn news_plans(rng: &mut ChaCha8Rng, campaigns: usize) -> Vec<Option<NewsPlan>> {
+    (0..campaigns)
+        .map(|_| {
+            let runs = rng.random_bool(0.6);
+            let mut placement_weights = [0u32; 4];
+            let mut left = 100;
+            for w in placement_weights.iter_mut().take(3) {
+                *w = rng.random_range(0..=left / 2);
+                left -= *w;
+            }
+            placement_weights[3] = left;
+            let plan = NewsPlan {
+                eligible_if_interested: rng.random_range(0.3..0.6),
+                eligible_otherwise: rng.random_range(0.03..0.1),
+                reach_rate: rng.random_range(0.4..0.7),
+                extra_impressions: rng.random_range(1.0..4.0),
+                ctr: rng.random_range(0.005..0.02),
+                placement_weights,
+            };
+            runs.then_some(plan)
+        })
+        .collect()
+}

@@ -34,6 +34,7 @@ fn config(seed: u64, people: &str) -> Config {
         seed,
         scale: people.parse().unwrap(),
         force: false,
+        media: 1,
     }
 }
 

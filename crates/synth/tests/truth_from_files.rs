@@ -709,6 +709,7 @@ fn generate(seed: u64, dir: &Path) {
         seed,
         scale: "tiny".parse().unwrap(),
         force: false,
+        media: 1,
     };
     jingteng_synth::generate(&config, dir, &|_, _| {}).unwrap();
 }

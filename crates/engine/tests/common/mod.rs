@@ -32,6 +32,7 @@ pub async fn world(seed: u64, people: u64, mode: &str) -> World {
         seed,
         scale: people.to_string().parse().unwrap(),
         force: false,
+        media: 1,
     };
     jingteng_synth::generate(&config, &root, &|_, _| {}).unwrap();
     let spec = root.join("collab.toml");

@@ -32,12 +32,25 @@ pub struct World {
 /// Generates a world of `people` (seed `seed`) with every party in `mode` and at least
 /// `min_people` per released row, and builds its joined view.
 pub async fn world(seed: u64, people: u64, mode: &str, min_people: u64) -> World {
+    world_with(seed, people, mode, min_people, 1, None).await
+}
+
+/// As [`world`], with `media` media parties and, if given, every party's ε per query.
+pub async fn world_with(
+    seed: u64,
+    people: u64,
+    mode: &str,
+    min_people: u64,
+    media: u8,
+    epsilon: Option<f64>,
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("world");
     let config = jingteng_synth::Config {
         seed,
         scale: people.to_string().parse().unwrap(),
         force: false,
+        media,
     };
     jingteng_synth::generate(&config, &root, &|_, _| {}).unwrap();
     let spec = root.join("collab.toml");
@@ -46,7 +59,11 @@ pub async fn world(seed: u64, people: u64, mode: &str, min_people: u64) -> World
     std::fs::write(
         &spec,
         text.replace("mode = \"dp\"", &format!("mode = \"{mode}\""))
-            .replace("min_people = 50", &format!("min_people = {min_people}")),
+            .replace("min_people = 50", &format!("min_people = {min_people}"))
+            .replace(
+                "epsilon = 0.5",
+                &format!("epsilon = {}", epsilon.unwrap_or(0.5)),
+            ),
     )
     .unwrap();
     let state = dir.path().join("state");
