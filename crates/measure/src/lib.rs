@@ -17,11 +17,16 @@
 //!   relative lift, incremental conversions and GMV, iROAS, with 95% intervals that
 //!   include the noise of a DP release.
 //! - [`stats`]: the interval and sample-size mathematics, with no I/O.
+//! - [`bench`]: the attribution benchmark's plain-DataFusion side and its check.
+//! - [`simulate`]: how often the lift intervals cover the true effect, over simulated
+//!   studies released through an in-memory engine.
 
 mod attribution;
+pub mod bench;
 mod coverage;
 mod lift;
 mod release;
+pub mod simulate;
 pub mod stats;
 
 /// Attribution of retail orders to media exposures.
