@@ -297,7 +297,12 @@ fn child(spec: &Path, side: &str, memory_mb: usize) -> anyhow::Result<SideRun> {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 pub(crate) fn attribution(args: AttributionBenchArgs) -> anyhow::Result<()> {
@@ -395,6 +400,12 @@ pub(crate) fn attribution(args: AttributionBenchArgs) -> anyhow::Result<()> {
         attributed_gmv_fen: plain.campaigns.iter().map(|c| c.gmv_fen).sum(),
         ratio_threshold: summaries[1].median_seconds / summaries[0].median_seconds,
         ratio_dp: summaries[2].median_seconds / summaries[0].median_seconds,
+        rep_ratios: (0..args.reps)
+            .map(|r| {
+                let p = runs[0][r].seconds;
+                [runs[1][r].seconds / p, runs[2][r].seconds / p]
+            })
+            .collect(),
         sides: summaries,
         threshold_figures_equal: true,
     };
@@ -425,8 +436,15 @@ pub(crate) fn attribution(args: AttributionBenchArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  ratio engine / plain: threshold {:.2}, DP {:.2}",
-        bench.ratio_threshold, bench.ratio_dp
+        "  ratio engine / plain (medians): threshold {:.2}, DP {:.2}; per run: {}",
+        bench.ratio_threshold,
+        bench.ratio_dp,
+        bench
+            .rep_ratios
+            .iter()
+            .map(|[t, d]| format!("{t:.2} / {d:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

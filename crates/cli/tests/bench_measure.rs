@@ -95,4 +95,5 @@ fn attribution_bench_checks_then_times_both_sides() {
     }
     assert!(v["attributed_orders"].as_f64().unwrap() > 0.0);
     assert!(v["ratio_threshold"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["rep_ratios"].as_array().unwrap().len(), 1);
 }

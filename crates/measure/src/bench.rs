@@ -274,6 +274,8 @@ pub struct AttributionBench {
     pub ratio_threshold: f64,
     /// Engine in DP mode / plain DataFusion, medians.
     pub ratio_dp: f64,
+    /// Per repetition: engine (threshold, DP) / plain of that repetition's runs.
+    pub rep_ratios: Vec<[f64; 2]>,
     /// Threshold mode: every released campaign's conversions, GMV, impressions and
     /// clicks equal plain DataFusion's (the benchmark stops with an error otherwise).
     pub threshold_figures_equal: bool,
