@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_measure;
 mod demo;
 mod matching;
 mod measure;
@@ -336,6 +337,13 @@ enum BenchCommand {
     /// Uses the world of --spec, or generates one of --scale into --out (the `medium`
     /// world has ≥ 20 M exposure rows). Build with --release for meaningful figures.
     Query(BenchQueryArgs),
+    /// How often the lift's 95% intervals cover the true effect, over simulated
+    /// holdout studies released with DP through an in-memory engine.
+    LiftCoverage(bench_measure::LiftCoverageArgs),
+    /// Last-touch attribution through the engine (threshold and DP) against the same
+    /// attribution as plain DataFusion SQL: same figures checked, times, ratio and each
+    /// side's peak memory (each side in its own process).
+    Attribution(bench_measure::AttributionBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -448,6 +456,8 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Rta(args)) => bench::rta(args),
         Command::Bench(BenchCommand::Query(args)) => bench::query(args),
         Command::Bench(BenchCommand::Network(args)) => bench::network(args),
+        Command::Bench(BenchCommand::LiftCoverage(args)) => bench_measure::lift_coverage(args),
+        Command::Bench(BenchCommand::Attribution(args)) => bench_measure::attribution(args),
         Command::Init(args) => node::init(args),
         Command::Import(args) => node::import(args),
         Command::Serve(args) => node::serve(args),

@@ -545,14 +545,15 @@ fn print_lift(r: &LiftReport) {
             interval(c.itt_difference, |x| format!("{:+.2}pt", 100.0 * x)),
             interval(c.relative_lift, |x| format!("{:+.1}%", 100.0 * x)),
             opt(c.incremental_conversions, |x| format!("{x:.1}")),
-            opt(c.incremental_gmv_fen, yuan_f),
-            opt(c.iroas, |x| format!("{x:.3}")),
+            interval(c.incremental_gmv, yuan_f),
+            interval(c.iroas_interval, |x| format!("{x:.3}")),
         ]);
     }
     println!("{t}");
     println!(
         "groups hold only people linked to the retailer; iROAS divides their incremental GMV by the whole spend (a lower bound)"
     );
+    println!("GMV and iROAS intervals: {}", r.value_interval);
     for n in &r.not_yet {
         println!("not yet: {n}");
     }

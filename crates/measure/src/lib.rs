@@ -22,13 +22,18 @@
 //! - [`reach`]: reach per media party, de-duplicated across them through the match,
 //!   incremental reach per partner, frequency histogram capped at 10+.
 //! - [`stats`]: the interval and sample-size mathematics, with no I/O.
+//! - [`bench`]: the attribution benchmark's plain-DataFusion side and its check.
+//! - [`simulate`]: how often the lift intervals cover the true effect, over simulated
+//!   studies released through an in-memory engine.
 
 mod attribution;
+pub mod bench;
 mod coverage;
 mod lift;
 mod program;
 mod reach;
 mod release;
+pub mod simulate;
 pub mod stats;
 
 /// Attribution of retail orders to media exposures.

@@ -173,3 +173,13 @@ pub(crate) fn int(v: &Value, what: &str) -> Result<i64> {
         other => Err(Error::Internal(format!("{what}: {other} is not a number"))),
     }
 }
+
+pub(crate) fn float(v: &Value, what: &str) -> Result<f64> {
+    match v {
+        Value::Null => Ok(0.0),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| Error::Internal(format!("{what}: {n} is not a number"))),
+        other => Err(Error::Internal(format!("{what}: {other} is not a number"))),
+    }
+}
