@@ -126,6 +126,17 @@ CREATE TABLE query_cache (
     PRIMARY KEY (collaboration, analyst, query_hash)
 );
 "#,
+    r#"
+CREATE TABLE forget_requests (
+    id            INTEGER PRIMARY KEY,
+    collaboration TEXT NOT NULL,
+    party         TEXT NOT NULL,
+    record_id     TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('opt-out', 'delete')),
+    created_ms    INTEGER NOT NULL,
+    UNIQUE (collaboration, party, record_id, kind)
+);
+"#,
 ];
 
 /// The hash before the first entry.
@@ -179,6 +190,20 @@ pub struct Job {
     pub created_ms: i64,
     /// Last changed, Unix ms.
     pub updated_ms: i64,
+}
+
+/// A data subject's request recorded with `jingteng forget`: an opt-out of activation
+/// or a deletion, of one record at one party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForgetRequest {
+    /// The party holding the record.
+    pub party: String,
+    /// The party's own record id (it stays with the party's catalog).
+    pub record_id: String,
+    /// `opt-out` or `delete`.
+    pub kind: String,
+    /// When it was recorded, Unix ms.
+    pub created_ms: i64,
 }
 
 /// A dataset version as recorded.
@@ -530,6 +555,52 @@ impl Catalog {
             params![collaboration, analyst, query_hash, answer, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// Drops every cached answer of a collaboration (after a deletion, answers computed
+    /// over the deleted person's rows must not be served again); returns how many.
+    pub fn clear_query_cache(&mut self, collaboration: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM query_cache WHERE collaboration = ?1",
+            params![collaboration],
+        )?)
+    }
+
+    /// Records an opt-out or deletion of `record_id` at `party`; `false` when the same
+    /// request was already recorded.
+    pub fn record_forget(
+        &mut self,
+        collaboration: &str,
+        party: &str,
+        record_id: &str,
+        kind: &str,
+    ) -> Result<bool> {
+        if !matches!(kind, "opt-out" | "delete") {
+            return Err(Error::Internal(format!("forget kind {kind:?}")));
+        }
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO forget_requests (collaboration, party, record_id, kind, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![collaboration, party, record_id, kind, now_ms()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every opt-out and deletion recorded for a collaboration, oldest first.
+    pub fn forget_requests(&self, collaboration: &str) -> Result<Vec<ForgetRequest>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT party, record_id, kind, created_ms FROM forget_requests
+             WHERE collaboration = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![collaboration], |r| {
+            Ok(ForgetRequest {
+                party: r.get(0)?,
+                record_id: r.get(1)?,
+                kind: r.get(2)?,
+                created_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
     /// Records a new job in state `running`; returns its id.

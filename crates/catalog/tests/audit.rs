@@ -114,7 +114,7 @@ fn dataset_versions_are_kept_and_audited() {
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[1].action, "import");
     assert_eq!(c.verify_audit().unwrap(), 2);
-    assert_eq!(c.schema_version().unwrap(), 2);
+    assert_eq!(c.schema_version().unwrap(), 3);
 }
 
 #[test]
@@ -194,4 +194,25 @@ fn budget_is_reserved_then_charged_or_refunded() {
         Some("{}")
     );
     assert_eq!(c.cached_answer("pilot", "bob", "q1").unwrap(), None);
+}
+
+#[test]
+fn forget_requests_are_kept_once_and_clear_the_cache() {
+    let mut c = Catalog::in_memory().unwrap();
+    assert!(c.record_forget("c1", "social", "wx1", "opt-out").unwrap());
+    assert!(!c.record_forget("c1", "social", "wx1", "opt-out").unwrap());
+    assert!(c.record_forget("c1", "social", "wx1", "delete").unwrap());
+    assert!(c.record_forget("c2", "retail", "jd9", "delete").unwrap());
+    assert!(c.record_forget("c1", "social", "wx2", "erase").is_err());
+    let r = c.forget_requests("c1").unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].kind.as_str(), r[1].kind.as_str()),
+        ("opt-out", "delete")
+    );
+    c.cache_answer("c1", "a", "h1", "{}").unwrap();
+    c.cache_answer("c2", "a", "h1", "{}").unwrap();
+    assert_eq!(c.clear_query_cache("c1").unwrap(), 1);
+    assert!(c.cached_answer("c1", "a", "h1").unwrap().is_none());
+    assert!(c.cached_answer("c2", "a", "h1").unwrap().is_some());
 }

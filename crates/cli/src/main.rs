@@ -4,6 +4,8 @@
 //! usage (printed by the argument parser); 3 a query refused by a privacy rule or a
 //! resource limit (the rule is printed); 4 a query refused because the analyst's
 //! privacy budget is spent.
+//! Audiences: 3 also when a rule is refused, an audience is under its minimum size or a
+//! dataset's consent scope forbids delivery.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod audience;
 mod bench;
 mod bench_measure;
 mod demo;
@@ -103,6 +106,11 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Audiences for the media platform: define, size, deliver, list (local mode).
+    #[command(subcommand)]
+    Audience(audience::AudienceCommand),
+    /// Record a person's opt-out or deletion at a party and propagate it (local mode).
+    Forget(audience::ForgetArgs),
 }
 
 /// Where a query runs and who asks.
@@ -468,6 +476,8 @@ fn main() -> ExitCode {
         Command::Jobs(args) => node::jobs(args),
         Command::Audit(AuditCommand::Verify(args)) => node::audit_verify(args),
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
+        Command::Audience(cmd) => audience::run(cmd),
+        Command::Forget(args) => audience::forget(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -481,6 +491,10 @@ fn main() -> ExitCode {
                 Some(b @ E::BudgetExhausted { .. }) => {
                     eprintln!("{b}");
                     ExitCode::from(4)
+                }
+                _ if audience_refusal(&e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(3)
                 }
                 _ => match e.downcast_ref::<jingteng_node::Error>() {
                     // The host refused: the same statuses as a refusal in local mode.
@@ -500,6 +514,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// An audience refused by a rule (policy, size, consent): exit 3 like a query's.
+fn audience_refusal(e: &anyhow::Error) -> bool {
+    use jingteng_audience::Error as A;
+    matches!(
+        e.downcast_ref::<A>(),
+        Some(A::RuleRefused { .. } | A::TooSmall { .. } | A::Consent { .. })
+    )
 }
 
 /// A progress bar on standard error (hidden when it is not a terminal).

@@ -400,3 +400,126 @@ fn bench_network_counts_the_bytes_between_two_nodes() {
     assert!((64.0..120.0).contains(&per), "{r}");
     assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
 }
+
+#[test]
+fn audiences_create_deliver_list_and_forget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let world = tmp.path().join("world");
+    let o = jingteng(&[
+        "synth",
+        "--out",
+        world.to_str().unwrap(),
+        "--scale",
+        "tiny",
+        "--seed",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec = world.join("collab.toml");
+    let spec = spec.to_str().unwrap();
+    // Under the minimum: refused with the size class, exit 3.
+    let o = jingteng(&[
+        "audience",
+        "create",
+        "--spec",
+        spec,
+        "--name",
+        "few",
+        "--include",
+        "retail.orders.category = 'baby' AND ts within 1 days",
+        "--as-of",
+        "2026-06-30",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fewer than 1,000"), "{}", stderr(&o));
+    // An identifier in a rule: refused, exit 3.
+    let o = jingteng(&[
+        "audience",
+        "create",
+        "--spec",
+        spec,
+        "--name",
+        "ids",
+        "--include",
+        "social.users.phone_md5 = 'x'",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused [identifier]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = jingteng(&[
+        "audience",
+        "create",
+        "--spec",
+        spec,
+        "--name",
+        "hair",
+        "--include",
+        "retail.orders.category = 'hair_care'",
+        "--exclude",
+        "brand.crm",
+        "--min-size",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["size"]["release"]["mode"], "dp");
+    let o = jingteng(&[
+        "audience", "deliver", "hair", "--spec", spec, "--rta", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["delivered"]["version"], 1);
+    let file = world
+        .join(".jingteng")
+        .join(v["delivered"]["file"].as_str().unwrap());
+    assert!(file.exists());
+    assert_eq!(v["rta"]["campaigns"][0], "hair");
+    let o = jingteng(&[
+        "audience", "deliver", "hair", "--spec", spec, "--to", "retail",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = jingteng(&["audience", "list", "--spec", spec, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["name"], "hair");
+    assert_eq!(v[0]["versions"], 1);
+    let o = jingteng(&["audience", "show", "hair", "--spec", spec]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hair_care"));
+    // A user of the delivered audience opts out: out of the next version.
+    let users = std::fs::read_to_string(world.join("social/users.csv")).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let member = users
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .find(|id| bytes.windows(id.len()).any(|w| w == id.as_bytes()))
+        .unwrap()
+        .to_string();
+    let o = jingteng(&[
+        "forget",
+        "--spec",
+        spec,
+        "--party",
+        "social",
+        "--id",
+        &member,
+        "--opt-out",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["excluded_people"], 1);
+    let o = jingteng(&["audience", "deliver", "hair", "--spec", spec, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["delivered"]["version"], 2);
+    let v2 = std::fs::read(
+        world
+            .join(".jingteng")
+            .join(v["delivered"]["file"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(!v2.windows(member.len()).any(|w| w == member.as_bytes()));
+}

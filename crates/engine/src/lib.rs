@@ -278,6 +278,12 @@ impl Engine {
         })
     }
 
+    /// The fingerprint of the view the engine reads (changes with the spec, the files
+    /// and the data-rights exclusions).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// The rules in force.
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -6,15 +6,27 @@
 //! the match and writing each table as Parquet under `DIR/joined/<party>/<table>.parquet`.
 //! The whole view is written in a temporary folder and renamed into place, so a
 //! half-built view is never seen; it is rebuilt only when the spec or a file changes.
+//!
+//! Data rights (docs/audiences.md, "Data rights"): the people behind records that
+//! opted out or were deleted ([`Exclusions`], from `jingteng forget` and the spec's
+//! `opt_out_column`) are left out of every table, and rows older than their table's
+//! `retention_days` are dropped; both are part of the fingerprint, so a new request
+//! rebuilds the view. Each party's own record ids with their person id are kept beside
+//! the view (`DIR/joined/records/<party>.parquet`), never registered as a table: that is
+//! how an audience reaches its activation party as the party's own user ids.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array,
+};
 use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
@@ -42,6 +54,58 @@ pub struct ViewInfo {
     pub tables: Vec<ViewTable>,
     /// The match it stands on.
     pub report: MatchReport,
+    /// People left out of every table (opt-outs and deletions).
+    #[serde(default)]
+    pub excluded_people: u64,
+}
+
+/// What the view leaves out beyond the spec's column roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    /// Per party, record ids whose person is left out of every table (opt-outs and
+    /// deletions recorded with `jingteng forget`).
+    pub forgotten: BTreeMap<String, BTreeSet<String>>,
+    /// The instant (Unix seconds) retention is counted back from.
+    pub now: i64,
+}
+
+impl Exclusions {
+    /// The opt-outs and deletions the catalog at `DIR/catalog.sqlite` holds for
+    /// `collab` (none when there is no catalog yet), with retention counted from now.
+    pub fn from_state(dir: &Path, collab: &str) -> Result<Self> {
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut out = Self {
+            forgotten: BTreeMap::new(),
+            now,
+        };
+        let path = dir.join("catalog.sqlite");
+        if path.exists() {
+            let catalog = jingteng_catalog::Catalog::open(&path)?;
+            for r in catalog.forget_requests(collab)? {
+                out.forgotten
+                    .entry(r.party)
+                    .or_default()
+                    .insert(r.record_id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where a party's record ids with their person id are kept beside the view.
+pub fn records_path(dir: &Path, party: &str) -> PathBuf {
+    dir.join("joined")
+        .join("records")
+        .join(format!("{party}.parquet"))
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "y"
+    )
 }
 
 /// One table of the view.
@@ -55,6 +119,12 @@ pub struct ViewTable {
     pub rows: u64,
     /// Rows whose record id is not in the party's identity table (left out).
     pub orphan_rows: u64,
+    /// Rows left out because their person opted out or was deleted.
+    #[serde(default)]
+    pub excluded_rows: u64,
+    /// Rows left out because they are older than the table's retention.
+    #[serde(default)]
+    pub expired_rows: u64,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -64,10 +134,29 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Hash of the spec text and every input file's path, size and modification time.
-fn fingerprint(spec_text: &str, collab: &Collaboration, base: &Path) -> Result<String> {
+/// Hash of the spec text, every input file's path, size and modification time, the
+/// exclusions and (when a table has a retention) the day retention counts from.
+fn fingerprint(
+    spec_text: &str,
+    collab: &Collaboration,
+    base: &Path,
+    exclusions: &Exclusions,
+) -> Result<String> {
     let mut h = Sha256::new();
     h.update(spec_text.as_bytes());
+    for (party, ids) in &exclusions.forgotten {
+        for id in ids {
+            h.update(format!("forget|{party}|{}|{id}\n", id.len()).as_bytes());
+        }
+    }
+    let retention = collab
+        .parties()
+        .iter()
+        .flat_map(|p| std::iter::once(&p.identity).chain(&p.tables))
+        .any(|t| t.retention_days.is_some());
+    if retention {
+        h.update(format!("retention-day|{}\n", exclusions.now.div_euclid(86_400)).as_bytes());
+    }
     for p in collab.parties() {
         for t in std::iter::once(&p.identity).chain(&p.tables) {
             let path = base.join(&t.path);
@@ -88,11 +177,24 @@ fn fingerprint(spec_text: &str, collab: &Collaboration, base: &Path) -> Result<S
 }
 
 /// Builds (or reuses) the joined view of a spec's files in `dir`; `progress` sees the
-/// match's rows.
+/// match's rows. Opt-outs and deletions recorded in `dir`'s catalog are left out and
+/// retention counts from now ([`Exclusions::from_state`]).
 pub async fn build_local(
     spec_path: &Path,
     dir: &Path,
     progress: Arc<dyn Progress + Send>,
+) -> Result<ViewInfo> {
+    let collab = jingteng_match::read_spec(spec_path)?;
+    let exclusions = Exclusions::from_state(dir, collab.id())?;
+    build_local_with(spec_path, dir, progress, &exclusions).await
+}
+
+/// [`build_local`] with explicit exclusions and clock.
+pub async fn build_local_with(
+    spec_path: &Path,
+    dir: &Path,
+    progress: Arc<dyn Progress + Send>,
+    exclusions: &Exclusions,
 ) -> Result<ViewInfo> {
     let text = std::fs::read_to_string(spec_path).map_err(io(spec_path))?;
     let collab = jingteng_match::read_spec(spec_path)?;
@@ -100,7 +202,7 @@ pub async fn build_local(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let fp = fingerprint(&text, &collab, &base)?;
+    let fp = fingerprint(&text, &collab, &base, exclusions)?;
     if let Ok(info) = load(dir)
         && info.fingerprint == fp
     {
@@ -119,12 +221,14 @@ pub async fn build_local(
     .await
     .map_err(|e| Error::Internal(format!("match task: {e}")))??;
     let staging = staging_dir(dir)?;
-    let tables = write_tables(&collab, &base, &linked, &staging).await?;
+    let (tables, excluded_people) =
+        write_tables(&collab, &base, &linked, &staging, exclusions).await?;
     let info = ViewInfo {
         collaboration: collab.id().to_string(),
         fingerprint: fp,
         tables,
         report,
+        excluded_people,
     };
     publish(dir, &staging, &info)?;
     Ok(info)
@@ -294,6 +398,8 @@ pub fn build_from_shared(
                 path: rel.to_string_lossy().to_string(),
                 rows,
                 orphan_rows: sent.orphan_rows,
+                excluded_rows: 0,
+                expired_rows: 0,
             });
         }
         offset += u64::from(records);
@@ -303,6 +409,7 @@ pub fn build_from_shared(
         fingerprint: fingerprint.to_string(),
         tables,
         report,
+        excluded_people: 0,
     };
     publish(dir, &staging, &info)?;
     Ok(info)
@@ -356,15 +463,77 @@ pub fn load(dir: &Path) -> Result<ViewInfo> {
     })
 }
 
+/// The people to leave out: linked people any of whose records was forgotten or is
+/// flagged by its party's `opt_out_column`, and, per party, the ids of such records
+/// linked to no one (their person id is only known while the party is written).
+fn excluded(
+    collab: &Collaboration,
+    base: &Path,
+    linked: &Linked,
+    exclusions: &Exclusions,
+) -> Result<(HashSet<u64>, Vec<HashSet<String>>)> {
+    let mut people = HashSet::new();
+    let mut unlinked = vec![HashSet::new(); collab.parties().len()];
+    for (pi, party) in collab.parties().iter().enumerate() {
+        let forgotten = exclusions.forgotten.get(&party.name);
+        let flag = party.identity.opt_out_column.clone();
+        if forgotten.is_none() && flag.is_none() {
+            continue;
+        }
+        let id_path = base.join(&party.identity.path);
+        let rid = party
+            .identity
+            .record_id
+            .clone()
+            .ok_or_else(|| Error::Internal("identity table without record_id".into()))?;
+        let mut cols = vec![rid];
+        cols.extend(flag);
+        let mut reader = ColumnReader::open(&id_path, &cols)?;
+        let mut row: u32 = 0;
+        while let Some(batch) = reader.next_batch()? {
+            for i in 0..batch[0].len() {
+                let id = cell(&batch[0], i);
+                let out = id.is_some_and(|id| forgotten.is_some_and(|f| f.contains(id)))
+                    || batch.get(1).and_then(|c| cell(c, i)).is_some_and(truthy);
+                if out {
+                    match linked.person_of(pi, row) {
+                        Some(p) => {
+                            people.insert(u64::from(p));
+                        }
+                        None => {
+                            if let Some(id) = id {
+                                unlinked[pi].insert(id.to_string());
+                            }
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+    Ok((people, unlinked))
+}
+
+/// Keeps only rows whose first timestamp is within `days` before `now`.
+fn retention_filter(ts: &str, days: u32, now: i64) -> Expr {
+    let utc = DataType::Timestamp(TimeUnit::Second, Some("+00:00".into()));
+    let cutoff = now - i64::from(days) * 86_400;
+    Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col(ts)), utc)).gt_eq(lit(
+        ScalarValue::TimestampSecond(Some(cutoff), Some("+00:00".into())),
+    ))
+}
+
 async fn write_tables(
     collab: &Collaboration,
     base: &Path,
     linked: &Linked,
     out: &Path,
-) -> Result<Vec<ViewTable>> {
+    exclusions: &Exclusions,
+) -> Result<(Vec<ViewTable>, u64)> {
     let ctx = SessionContext::new();
     let mut tables = Vec::new();
     let mut offset: u64 = 0;
+    let (mut excluded_people, unlinked_out) = excluded(collab, base, linked, exclusions)?;
     for (pi, party) in collab.parties().iter().enumerate() {
         // Person of every record of the party's identity table, by record id.
         let id_path = base.join(&party.identity.path);
@@ -376,18 +545,50 @@ async fn write_tables(
         let mut reader = ColumnReader::open(&id_path, std::slice::from_ref(&rid))?;
         let mut person_of: HashMap<String, u64> = HashMap::new();
         let mut row: u32 = 0;
+        let records = out.join("records").join(format!("{}.parquet", party.name));
+        if let Some(parent) = records.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let records_schema = Arc::new(Schema::new(vec![
+            Field::new("record_id", DataType::Utf8, false),
+            Field::new(PERSON, DataType::UInt64, false),
+            Field::new("suppressed", DataType::Boolean, false),
+        ]));
+        let file = std::fs::File::create(&records).map_err(io(&records))?;
+        let mut records_writer = ArrowWriter::try_new(file, records_schema.clone(), None)?;
         while let Some(cols) = reader.next_batch()? {
             let ids = &cols[0];
+            let (mut rid_col, mut person_col, mut supp_col) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..ids.len() {
-                let person = linked
-                    .person_of(pi, row)
-                    .map_or(UNLINKED + offset + u64::from(row), u64::from);
+                let person = match linked.person_of(pi, row) {
+                    Some(p) => u64::from(p),
+                    None => {
+                        let p = UNLINKED + offset + u64::from(row);
+                        if cell(ids, i).is_some_and(|id| unlinked_out[pi].contains(id)) {
+                            excluded_people.insert(p);
+                        }
+                        p
+                    }
+                };
                 if let Some(id) = cell(ids, i) {
                     person_of.insert(id.to_string(), person);
+                    rid_col.push(id.to_string());
+                    person_col.push(person);
+                    supp_col.push(excluded_people.contains(&person));
                 }
                 row += 1;
             }
+            let batch = RecordBatch::try_new(
+                records_schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(rid_col)),
+                    Arc::new(UInt64Array::from(person_col)),
+                    Arc::new(BooleanArray::from(supp_col)),
+                ],
+            )?;
+            records_writer.write(&batch)?;
         }
+        records_writer.close()?;
         offset += u64::from(row);
         for t in std::iter::once(&party.identity).chain(&party.tables) {
             let name = format!("{}.{}", party.name, t.name);
@@ -427,6 +628,19 @@ async fn write_tables(
                 path: src.clone(),
                 message: format!("{name}: {e}"),
             })?;
+            let (df, total) = match (t.retention_days, t.timestamps.first()) {
+                (Some(days), Some(ts)) => {
+                    let total = df.clone().count().await? as u64;
+                    let kept = df
+                        .filter(retention_filter(ts, days, exclusions.now))
+                        .map_err(|e| Error::Input {
+                            path: src.clone(),
+                            message: format!("{name}: retention on {ts}: {e}"),
+                        })?;
+                    (kept, Some(total))
+                }
+                _ => (df, None),
+            };
             let mut stream = df.execute_stream().await?;
             let rel = PathBuf::from(&party.name).join(format!("{}.parquet", t.name));
             let dest = out.join(&rel);
@@ -449,7 +663,7 @@ async fn write_tables(
                 in_schema
             };
             let mut writer = ArrowWriter::try_new(file, out_schema.clone(), None)?;
-            let (mut rows, mut orphans) = (0u64, 0u64);
+            let (mut rows, mut orphans, mut excluded_rows) = (0u64, 0u64, 0u64);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let out_batch = if t.record_id.is_some() {
@@ -470,11 +684,20 @@ async fn write_tables(
                     let known: BooleanArray = (0..persons.len())
                         .map(|i| Some(persons.is_valid(i)))
                         .collect();
+                    let allowed: BooleanArray = (0..persons.len())
+                        .map(|i| {
+                            Some(
+                                persons.is_valid(i) && !excluded_people.contains(&persons.value(i)),
+                            )
+                        })
+                        .collect();
                     let mut cols: Vec<ArrayRef> = vec![Arc::new(persons)];
                     cols.extend(batch.columns().iter().skip(1).cloned());
                     let b = RecordBatch::try_new(out_schema.clone(), cols)?;
-                    let kept = filter_record_batch(&b, &known)?;
-                    orphans += (b.num_rows() - kept.num_rows()) as u64;
+                    let found = known.true_count();
+                    let kept = filter_record_batch(&b, &allowed)?;
+                    orphans += (b.num_rows() - found) as u64;
+                    excluded_rows += (found - kept.num_rows()) as u64;
                     kept
                 } else {
                     batch
@@ -483,13 +706,17 @@ async fn write_tables(
                 writer.write(&out_batch)?;
             }
             writer.close()?;
+            let expired_rows =
+                total.map_or(0, |t| t.saturating_sub(rows + orphans + excluded_rows));
             tables.push(ViewTable {
                 name,
                 path: rel.to_string_lossy().to_string(),
                 rows,
                 orphan_rows: orphans,
+                excluded_rows,
+                expired_rows,
             });
         }
     }
-    Ok(tables)
+    Ok((tables, excluded_people.len() as u64))
 }

@@ -23,9 +23,9 @@ pub use link::{Contribution, Linked, link};
 pub use normalize::{DeviceType, DigestBytes, DigestKind, Form, IdType, Normalized, Reject};
 pub use protocol::{BlindedBatch, MAX_BATCH, Party, Pending};
 pub use spec::{
-    AGGREGATES, Collaboration, CollaborationSection, DeviceKinds, Identifier, IdentifierSection,
-    Party as SpecParty, PartySection, Privacy, PrivacySection, ReleaseMode, SpecFile, Table,
-    TableSection,
+    AGGREGATES, CONSENT_SCOPES, Collaboration, CollaborationSection, DeviceKinds, Identifier,
+    IdentifierSection, Party as SpecParty, PartySection, Privacy, PrivacySection, ReleaseMode,
+    SpecFile, Table, TableSection,
 };
 
 /// Errors of the matching core.

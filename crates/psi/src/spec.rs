@@ -114,7 +114,24 @@ pub struct TableSection {
     /// not listed allows `count`, `sum` and `avg`.
     #[serde(default)]
     pub aggregates: BTreeMap<String, Vec<String>>,
+    /// Retention: rows whose first timestamp is older than this many days are left out
+    /// of the joined view (the table needs a timestamp column).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// What the people in this dataset consented to: `analytics` (aggregate queries)
+    /// and/or `activation` (audiences delivered to a media party, RTA). Absent: the
+    /// owner declared no restriction beyond the column roles.
+    #[serde(default)]
+    pub consent: Option<Vec<String>>,
+    /// Identity table only: a column whose true values (`true`, `1`, `yes`, `y`, any
+    /// case) mark records that opted out; their people are left out of the view, of
+    /// every audience and of RTA, like `jingteng forget --opt-out`.
+    #[serde(default)]
+    pub opt_out_column: Option<String>,
 }
+
+/// The consent scopes a dataset may declare.
+pub const CONSENT_SCOPES: [&str; 2] = ["analytics", "activation"];
 
 /// `[[party.table.identifier]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +240,21 @@ pub struct Table {
     pub bounds: BTreeMap<String, (i64, i64)>,
     /// Aggregates allowed per measure (every measure has an entry).
     pub aggregates: BTreeMap<String, Vec<String>>,
+    /// Days rows are kept (by the first timestamp column); `None`: no limit.
+    pub retention_days: Option<u32>,
+    /// Consent scopes (`analytics`, `activation`); `None`: no restriction declared.
+    pub consent: Option<BTreeSet<String>>,
+    /// Identity table: the column marking opted-out records.
+    pub opt_out_column: Option<String>,
+}
+
+impl Table {
+    /// Whether the dataset's consent scope allows activation (audience delivery, RTA).
+    pub fn allows_activation(&self) -> bool {
+        self.consent
+            .as_ref()
+            .is_none_or(|c| c.contains("activation"))
+    }
 }
 
 /// What a device column's rows are.
@@ -371,6 +403,44 @@ impl Collaboration {
                         t.path
                     ));
                 }
+                if let Some(0) = t.retention_days {
+                    return bad(format!(
+                        "{here}: retention_days is 0; give at least 1 day or leave it out"
+                    ));
+                }
+                if t.retention_days.is_some() && t.timestamps.is_empty() {
+                    return bad(format!(
+                        "{here}: retention_days needs a timestamp column to date the rows by"
+                    ));
+                }
+                let consent = match &t.consent {
+                    None => None,
+                    Some(list) => {
+                        if let Some(c) = list.iter().find(|c| !CONSENT_SCOPES.contains(&c.as_str()))
+                        {
+                            return bad(format!(
+                                "{here}: unknown consent scope {c:?} (use {})",
+                                CONSENT_SCOPES.join(", ")
+                            ));
+                        }
+                        Some(list.iter().cloned().collect::<BTreeSet<_>>())
+                    }
+                };
+                if t.opt_out_column.is_some() && t.identifiers.is_empty() {
+                    return bad(format!(
+                        "{here}: opt_out_column belongs on the party's table with identifiers"
+                    ));
+                }
+                if let Some(c) = &t.opt_out_column
+                    && matches!(
+                        roles.get(c.as_str()),
+                        Some(&"identifier" | &"record_id" | &"device_type_column")
+                    )
+                {
+                    return bad(format!(
+                        "{here}: opt_out_column {c:?} is an identifier column; name the column that flags opt-outs"
+                    ));
+                }
                 tables.push(Table {
                     name: t.name,
                     path: t.path,
@@ -381,6 +451,9 @@ impl Collaboration {
                     timestamps: t.timestamps,
                     bounds,
                     aggregates,
+                    retention_days: t.retention_days,
+                    consent,
+                    opt_out_column: t.opt_out_column,
                 });
             }
             let (with_ids, others): (Vec<Table>, Vec<Table>) =
@@ -638,6 +711,30 @@ device_type_column = "dev_type"
 
     fn err(text: &str) -> String {
         Collaboration::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn data_rights_fields_parse_and_are_checked() {
+        let with = MINIMAL.replace(
+            "dimensions = [\"age\"]",
+            "dimensions = [\"age\", \"flag\"]\nconsent = [\"analytics\"]\nopt_out_column = \"flag\"",
+        );
+        let c = Collaboration::parse(&with).unwrap();
+        let t = &c.parties()[0].identity;
+        assert!(!t.allows_activation());
+        assert_eq!(t.opt_out_column.as_deref(), Some("flag"));
+        assert!(c.parties()[1].identity.allows_activation());
+        let bad_scope = MINIMAL.replace("dimensions = [\"age\"]", "consent = [\"ads\"]");
+        assert!(err(&bad_scope).contains("unknown consent scope \"ads\""));
+        let no_ts = MINIMAL.replace("dimensions = [\"age\"]", "retention_days = 30");
+        assert!(err(&no_ts).contains("retention_days needs a timestamp"));
+        let zero = MINIMAL.replace(
+            "dimensions = [\"age\"]",
+            "timestamps = [\"ts\"]\nretention_days = 0",
+        );
+        assert!(err(&zero).contains("retention_days is 0"));
+        let id_col = MINIMAL.replace("dimensions = [\"age\"]", "opt_out_column = \"phone\"");
+        assert!(err(&id_col).contains("is an identifier column"));
     }
 
     #[test]

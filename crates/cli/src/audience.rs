@@ -1,0 +1,507 @@
+//! `jingteng audience create|show|deliver|list` and `jingteng forget` (local mode):
+//! audiences over the joined view, delivered to the media party as its own user ids,
+//! and per-user opt-out and deletion. The work is `jingteng_audience`'s; this module
+//! parses arguments and prints.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use jingteng_audience::{
+    Definition, DefinitionFile, ForgetKind, LookalikeReport, LookalikeSection, SizeRelease, Store,
+    VersionRecord,
+};
+
+use crate::QueryTarget;
+
+/// Audiences: rules over allowed columns of every party, released by size only,
+/// delivered to the media party as its own user ids.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AudienceCommand {
+    /// Define an audience (from --file or flags), evaluate it and release its size.
+    ///
+    /// The rules are checked against the owners' rules (identifiers, record ids and the
+    /// person id are refused; only allowed columns); the people are found by trusted
+    /// code at the host and never shown. An audience under its minimum size (default
+    /// 1,000) is refused with its size class; otherwise its size is released through the
+    /// engine (DP by default: it costs ε from the analyst's budget) and the definition
+    /// is saved for `deliver`. See docs/audiences.md.
+    Create(CreateArgs),
+    /// Show an audience's definition and its delivered versions.
+    Show(NameArgs),
+    /// Evaluate an audience again on the current view and deliver the next version to
+    /// its media party as that party's own user ids (refresh on demand).
+    ///
+    /// Refused when a dataset the audience reads does not allow activation (its spec
+    /// `consent`). Writes STATE/delivered/<party>/<name>/v<N>.parquet and its manifest.
+    Deliver(DeliverArgs),
+    /// List the saved audiences with their latest version.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CreateArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// The definition as TOML (docs/audiences.md); flags below override its fields.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Name (with flags).
+    #[arg(long)]
+    name: Option<String>,
+    /// The media party that receives the audience (with flags; default social).
+    #[arg(long)]
+    activate: Option<String>,
+    /// A rule people must match, e.g. "retail.orders.category = 'hair_care' AND ts within 180 days"; repeat.
+    #[arg(long = "include", value_name = "RULE")]
+    include: Vec<String>,
+    /// A rule people must not match, e.g. "brand.crm"; repeat.
+    #[arg(long = "exclude", value_name = "RULE")]
+    exclude: Vec<String>,
+    /// The day (YYYY-MM-DD) 'within N days' counts back from the end of (default: now).
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<String>,
+    /// Minimum size (default 1,000).
+    #[arg(long, value_name = "PEOPLE")]
+    min_size: Option<u64>,
+    /// Expand with the N media users a look-alike model ranks highest.
+    #[arg(long, value_name = "N")]
+    lookalike: Option<u64>,
+    /// Look-alike: share of the seed held out to measure precision (default 0.2).
+    #[arg(long, value_name = "SHARE")]
+    holdout: Option<f64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NameArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// The audience.
+    name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeliverArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+    /// The audience.
+    name: String,
+    /// The party to deliver to; must be the audience's activation party.
+    #[arg(long, value_name = "PARTY")]
+    to: Option<String>,
+    /// Also print the RTA index the media party's deliveries make (campaigns, users,
+    /// suppressed devices).
+    #[arg(long)]
+    rta: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    target: QueryTarget,
+}
+
+/// `jingteng forget`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["opt_out", "delete"])))]
+pub(crate) struct ForgetArgs {
+    /// The collaboration spec (local mode).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// The state folder (default: `.jingteng` next to the spec).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The party holding the record.
+    #[arg(long)]
+    party: String,
+    /// The party's own record id of the person (e.g. a social user_id).
+    #[arg(long, value_name = "VALUE")]
+    id: String,
+    /// Opt out of personalised marketing: out of audiences, deliveries and RTA.
+    #[arg(long)]
+    opt_out: bool,
+    /// Delete: out of everything, including versions already delivered.
+    #[arg(long)]
+    delete: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn state_dir(spec: &Path, state: Option<&PathBuf>) -> PathBuf {
+    state
+        .cloned()
+        .unwrap_or_else(|| spec.parent().unwrap_or(Path::new(".")).join(".jingteng"))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn run(cmd: AudienceCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cmd {
+            AudienceCommand::Create(a) => create(a).await,
+            AudienceCommand::Show(a) => show(a),
+            AudienceCommand::Deliver(a) => deliver(a).await,
+            AudienceCommand::List(a) => list(a),
+        }
+    })
+}
+
+fn definition(a: &CreateArgs) -> anyhow::Result<Definition> {
+    let mut file = match &a.file {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<DefinitionFile>(&text)
+                .with_context(|| format!("audience definition {}", p.display()))?
+        }
+        None => DefinitionFile {
+            name: a
+                .name
+                .clone()
+                .context("give --file DEF.toml, or --name with --include/--exclude rules")?,
+            description: String::new(),
+            activate: "social".into(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            min_size: None,
+            as_of: None,
+            lookalike: None,
+        },
+    };
+    if let Some(n) = &a.name {
+        file.name = n.clone();
+    }
+    if let Some(p) = &a.activate {
+        file.activate = p.clone();
+    }
+    file.include.extend(a.include.iter().cloned());
+    file.exclude.extend(a.exclude.iter().cloned());
+    if a.as_of.is_some() {
+        file.as_of = a.as_of.clone();
+    }
+    if a.min_size.is_some() {
+        file.min_size = a.min_size;
+    }
+    if let Some(n) = a.lookalike {
+        file.lookalike = Some(LookalikeSection {
+            size: n,
+            holdout: a.holdout,
+            seed: None,
+        });
+    }
+    Ok(Definition::from_file(file)?)
+}
+
+async fn create(a: CreateArgs) -> anyhow::Result<()> {
+    let def = definition(&a)?;
+    let mut engine = crate::query::open(&a.target).await?;
+    let eval = jingteng_audience::evaluate(&engine, &def, now(), None).await?;
+    let size = jingteng_audience::release_size(&mut engine, &eval, &a.target.analyst).await?;
+    let state = crate::query::state_dir(&a.target)?;
+    Store::new(&state).save(&def)?;
+    if a.target.json {
+        let v = serde_json::json!({
+            "name": def.name(),
+            "activate": def.activate(),
+            "rules": eval.rules().iter().map(|(r, sql)| serde_json::json!({"rule": r, "sql": sql})).collect::<Vec<_>>(),
+            "size": size,
+            "lookalike": eval.lookalike(),
+            "saved": true,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("audience {:?} for {}", def.name(), def.activate());
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["rule", "runs at the host as"]);
+    for (r, sql) in eval.rules() {
+        t.add_row([r.as_str(), sql.as_str()]);
+    }
+    println!("{t}");
+    print_size(&size);
+    if let Some(l) = eval.lookalike() {
+        print_lookalike(l);
+    }
+    println!(
+        "saved; `jingteng audience deliver {}` materialises it at {}",
+        def.name(),
+        def.activate()
+    );
+    Ok(())
+}
+
+fn print_size(s: &SizeRelease) {
+    match (s.people, s.release.mode.as_str()) {
+        (Some(n), "dp") => {
+            let b = s
+                .release
+                .noise
+                .first()
+                .and_then(|n| n.bound95)
+                .map(|b| format!(" (±{b} at 95%)"))
+                .unwrap_or_default();
+            println!(
+                "size: about {n} people{b}, released with differential privacy (ε {})",
+                s.release.epsilon.unwrap_or_default()
+            );
+        }
+        (Some(n), _) => println!("size: {n} people (threshold release)"),
+        (None, _) => println!("size: withheld by the release (too few people to show)"),
+    }
+    if s.cached {
+        println!(
+            "  (the same audience over the same view: served from the cache, no budget spent)"
+        );
+    }
+    if let Some(r) = s.budget_remaining {
+        println!("  privacy budget left: ε {r:.2}");
+    }
+}
+
+fn print_lookalike(l: &LookalikeReport) {
+    println!(
+        "look-alike: {} media users added (asked {}), {} features",
+        l.added,
+        l.size,
+        l.features.len()
+    );
+    println!(
+        "  held-out check ({:.0}% of the seed): precision {:.1}% in the top {:.1}% vs {:.1}% at random (lift {:.2}×), recall {:.1}%",
+        l.holdout * 100.0,
+        l.precision * 100.0,
+        l.eval_share * 100.0,
+        l.base_rate * 100.0,
+        l.lift,
+        l.recall * 100.0
+    );
+    println!("  (a floor: unlabelled users who would belong to the seed count as misses)");
+}
+
+fn versions_json(v: &[VersionRecord]) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+fn show(a: NameArgs) -> anyhow::Result<()> {
+    let state = crate::query::state_dir(&a.target)?;
+    let store = Store::new(&state);
+    let def = store.definition(&a.name)?;
+    let versions = store.versions(&a.name)?;
+    if a.target.json {
+        let v = serde_json::json!({"definition": def.file(), "versions": versions_json(&versions)});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print!("{}", def.to_toml()?);
+    println!();
+    if versions.is_empty() {
+        println!("not delivered yet");
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "version",
+        "delivered (Unix ms)",
+        "to",
+        "size class",
+        "released size",
+        "release",
+        "view",
+    ]);
+    for v in &versions {
+        t.add_row([
+            v.version.to_string(),
+            v.created_ms.to_string(),
+            v.to.clone(),
+            v.size_class.clone(),
+            v.released_people
+                .map_or("withheld".into(), |n| n.to_string()),
+            v.release_mode.clone(),
+            v.view_fingerprint.clone(),
+        ]);
+    }
+    println!("{t}");
+    if let Some(l) = versions.last().and_then(|v| v.lookalike.as_ref()) {
+        print_lookalike(l);
+    }
+    Ok(())
+}
+
+async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
+    let state = crate::query::state_dir(&a.target)?;
+    let store = Store::new(&state);
+    let def = store.definition(&a.name)?;
+    if let Some(to) = &a.to
+        && to != def.activate()
+    {
+        anyhow::bail!(
+            "audience {:?} is for {}; it cannot be delivered to {to} (create another with activate = {to:?})",
+            def.name(),
+            def.activate()
+        );
+    }
+    let mut engine = crate::query::open(&a.target).await?;
+    let collab = jingteng_match::read_spec(crate::query::spec_of(&a.target)?)?;
+    let out = jingteng_audience::deliver(
+        &mut engine,
+        &collab,
+        &state,
+        &store,
+        &def,
+        &a.target.analyst,
+        now(),
+        None,
+    )
+    .await?;
+    let rta = if a.rta {
+        let spec_dir = crate::query::spec_of(&a.target)?
+            .parent()
+            .unwrap_or(Path::new("."));
+        Some(jingteng_audience::rta_index(&store, &collab, spec_dir, &state, def.activate())?.1)
+    } else {
+        None
+    };
+    if a.target.json {
+        let v = serde_json::json!({"delivered": out.record, "size": out.size, "rta": rta});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "audience {:?} version {} delivered to {} as its own user ids: {}",
+        def.name(),
+        out.record.version,
+        out.record.to,
+        state.join(&out.record.file).display()
+    );
+    println!("size class {}", out.record.size_class);
+    print_size(&out.size);
+    if let Some(l) = &out.record.lookalike {
+        print_lookalike(l);
+    }
+    if let Some(r) = rta {
+        println!(
+            "RTA index of {}'s deliveries: campaigns {}, {} users listed, {} suppressed devices, {} users without a device id",
+            def.activate(),
+            r.campaigns.join(", "),
+            r.listed,
+            r.suppressed,
+            r.without_device
+        );
+    }
+    Ok(())
+}
+
+fn list(a: ListArgs) -> anyhow::Result<()> {
+    let state = crate::query::state_dir(&a.target)?;
+    let store = Store::new(&state);
+    let mut rows = Vec::new();
+    for name in store.names()? {
+        let def = store.definition(&name)?;
+        let versions = store.versions(&name)?;
+        rows.push((def, versions));
+    }
+    if a.target.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(d, v)| serde_json::json!({"name": d.name(), "activate": d.activate(), "versions": v.len(), "latest": v.last()}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no audiences yet (jingteng audience create)");
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "audience",
+        "for",
+        "versions",
+        "latest size class",
+        "released size",
+        "look-alike",
+    ]);
+    for (d, v) in &rows {
+        let last = v.last();
+        t.add_row([
+            d.name().to_string(),
+            d.activate().to_string(),
+            v.len().to_string(),
+            last.map_or("-".into(), |l| l.size_class.clone()),
+            last.and_then(|l| l.released_people)
+                .map_or("-".into(), |n| n.to_string()),
+            d.lookalike().map_or("-".into(), |l| format!("+{}", l.size)),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
+    let state = state_dir(&a.spec, a.state.as_ref());
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let collab = jingteng_match::read_spec(&a.spec)?;
+    let kind = if a.delete {
+        ForgetKind::Delete
+    } else {
+        ForgetKind::OptOut
+    };
+    let catalog_path = state.join("catalog.sqlite");
+    let mut catalog = jingteng_catalog::Catalog::open(&catalog_path)
+        .with_context(|| format!("opening {}", catalog_path.display()))?;
+    let report =
+        jingteng_audience::forget(&mut catalog, &collab, &a.party, &a.id, kind, "operator")?;
+    drop(catalog);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let info = runtime.block_on(jingteng_engine::view::build_local(
+        &a.spec,
+        &state,
+        std::sync::Arc::new(|_: &str, _: u64| {}),
+    ))?;
+    let store = Store::new(&state);
+    let purged = if kind == ForgetKind::Delete {
+        jingteng_audience::purge_delivered(&store, &collab, &state)?
+    } else {
+        0
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "recorded": report,
+            "view_fingerprint": info.fingerprint,
+            "excluded_people": info.excluded_people,
+            "removed_from_delivered_versions": purged,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{} at {} {}",
+        kind.as_str(),
+        a.party,
+        if report.new {
+            "recorded"
+        } else {
+            "was already recorded"
+        }
+    );
+    println!(
+        "view rebuilt ({}): {} people left out in all; {} cached answers dropped",
+        info.fingerprint, info.excluded_people, report.cache_cleared
+    );
+    if kind == ForgetKind::Delete {
+        println!("{purged} entries removed from versions already delivered");
+    }
+    println!(
+        "the next version of every audience and every RTA index built from now on leave them out"
+    );
+    Ok(())
+}
