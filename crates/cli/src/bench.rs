@@ -39,12 +39,15 @@ pub(crate) fn psi(args: BenchPsiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn query(args: BenchQueryArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) && !args.json {
-        eprintln!("note: this is a debug build; build with --release for meaningful figures");
-    }
-    let spec = match (&args.spec, args.scale) {
-        (Some(spec), _) => spec.clone(),
+/// The world a benchmark runs on: `--spec`, or a world of `--scale` generated (seed 7)
+/// into `out`; returns its spec.
+pub(crate) fn world_spec(
+    spec: Option<&std::path::PathBuf>,
+    scale: Option<jingteng_synth::Scale>,
+    out: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    match (spec, scale) {
+        (Some(spec), _) => Ok(spec.clone()),
         (None, Some(scale)) => {
             let config = jingteng_synth::Config {
                 seed: 7,
@@ -55,13 +58,20 @@ pub(crate) fn query(args: BenchQueryArgs) -> anyhow::Result<()> {
             eprintln!(
                 "generating a world of {} people in {}",
                 scale.people(),
-                args.out.display()
+                out.display()
             );
-            jingteng_synth::generate(&config, &args.out, &|_, _| {})?;
-            args.out.join("collab.toml")
+            jingteng_synth::generate(&config, out, &|_, _| {})?;
+            Ok(out.join("collab.toml"))
         }
         (None, None) => anyhow::bail!("give --spec FILE or --scale S"),
-    };
+    }
+}
+
+pub(crate) fn query(args: BenchQueryArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.json {
+        eprintln!("note: this is a debug build; build with --release for meaningful figures");
+    }
+    let spec = world_spec(args.spec.as_ref(), args.scale, &args.out)?;
     let state = spec
         .parent()
         .unwrap_or(std::path::Path::new("."))

@@ -330,25 +330,7 @@ pub(crate) fn attribution(args: AttributionBenchArgs) -> anyhow::Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let spec = match (&args.spec, args.scale) {
-        (Some(spec), _) => spec.clone(),
-        (None, Some(scale)) => {
-            let config = jingteng_synth::Config {
-                seed: 7,
-                scale,
-                force: true,
-                media: 1,
-            };
-            eprintln!(
-                "generating a world of {} people in {}",
-                scale.people(),
-                args.out.display()
-            );
-            jingteng_synth::generate(&config, &args.out, &|_, _| {})?;
-            args.out.join("collab.toml")
-        }
-        (None, None) => bail!("give --spec FILE or --scale S"),
-    };
+    let spec = crate::bench::world_spec(args.spec.as_ref(), args.scale, &args.out)?;
     let state = state_of(&spec);
     eprintln!("building the joined view (match and join)…");
     let started = Instant::now();

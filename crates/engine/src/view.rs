@@ -281,23 +281,6 @@ pub struct SharedTable {
     pub orphan_rows: u64,
 }
 
-/// The columns of `party.table` a member shares, in the order it sends them (after
-/// [`ROW`] when the table has a record id): dimensions, measures, timestamps.
-pub fn shared_columns(collab: &Collaboration, party: &str, table: &str) -> Option<Vec<String>> {
-    let p = collab.parties().iter().find(|p| p.name == party)?;
-    let t = std::iter::once(&p.identity)
-        .chain(&p.tables)
-        .find(|t| t.name == table)?;
-    Some(
-        t.dimensions
-            .iter()
-            .chain(&t.measures)
-            .chain(&t.timestamps)
-            .cloned()
-            .collect(),
-    )
-}
-
 /// Builds the joined view at a networked host from the match's linkage and the tables
 /// the members shared (see [`SharedTable`]): each record's row becomes its person id,
 /// exactly as [`build_local`] numbers people, so both modes give the same answers.
