@@ -64,10 +64,15 @@ enum Command {
     /// leave; identifiers, row-level output, MIN/MAX of protected columns, HAVING,
     /// LIMIT before aggregating, subqueries, UNION and joins that multiply a person's
     /// rows are refused with the rule (exit 3). In DP mode each answer costs ε from the
-    /// analyst's budget (exit 4 when spent) and identical re-runs are free. See
-    /// docs/privacy.md.
+    /// analyst's budget (exit 4 when spent) and identical re-runs are free.
+    ///
+    /// Networked mode (--collab ID --dir NODE): the node at NODE sends the query to the
+    /// collaboration's host over mutual TLS; the host checks and releases it the same way
+    /// on the joined view of its last networked match, and the budget is that of
+    /// PARTY:ANALYST. See docs/privacy.md.
     Query(QueryArgs),
-    /// Run a ready analysis (overlap, profile, 4A funnel, cross-purchase) under the same rules.
+    /// Run a ready analysis (overlap, profile, 4A funnel, cross-purchase) under the same
+    /// rules, in local mode (--spec) or at the host (--collab ID --dir NODE).
     Insight(InsightArgs),
     /// Closed-loop measurement: attribution of retail orders to media exposures,
     /// incremental lift from the randomised holdout, and the sample-size calculator.

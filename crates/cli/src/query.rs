@@ -15,7 +15,7 @@ pub(crate) fn spec_of(target: &QueryTarget) -> anyhow::Result<&Path> {
     target
         .spec
         .as_deref()
-        .context("this command runs in local mode: give --spec FILE")
+        .context("this command runs in local mode only (--collab reaches a host for `query` and `insight`, not yet for `measure` or `audience`): give --spec FILE")
 }
 
 /// The local state folder: the joined view and the catalog (budget ledger, answer
