@@ -292,7 +292,7 @@ pub(crate) fn records(view_dir: &Path, party: &str) -> Result<Vec<(String, u64, 
 /// Refuses when a dataset the audience reads does not allow activation.
 fn check_consent(collab: &Collaboration, def: &Definition, tables: &[String]) -> Result<()> {
     for p in collab.parties() {
-        for t in std::iter::once(&p.identity).chain(&p.tables) {
+        for t in p.all_tables() {
             let name = format!("{}.{}", p.name, t.name);
             let used =
                 tables.contains(&name) || (def.lookalike().is_some() && p.name == def.activate());

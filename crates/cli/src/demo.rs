@@ -216,7 +216,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             .iter()
             .find(|p| p.name == n.party)
             .with_context(|| format!("no party {} in the spec", n.party))?;
-        for t in std::iter::once(&party.identity).chain(&party.tables) {
+        for t in party.all_tables() {
             let made = jingteng_node::import(&n.node, &spec, &t.name, None)
                 .with_context(|| format!("importing {}/{} into its node", n.party, t.name))?;
             if t.name == n.table {

@@ -42,6 +42,15 @@ use crate::{Error, Result};
 /// Person ids at or above this are records linked to no other party's.
 const UNLINKED: u64 = 1 << 32;
 
+/// The person id of row `row` of party `party`'s identity table, the same in local mode
+/// and at a networked host: the linked person, or for a record linked to nobody an id of
+/// its own (`UNLINKED` + the rows of the parties before it + its row).
+fn person_id(linked: &Linked, party: usize, offset: u64, row: u32) -> u64 {
+    linked
+        .person_of(party, row)
+        .map_or(UNLINKED + offset + u64::from(row), u64::from)
+}
+
 /// What a built view holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewInfo {
@@ -152,13 +161,13 @@ fn fingerprint(
     let retention = collab
         .parties()
         .iter()
-        .flat_map(|p| std::iter::once(&p.identity).chain(&p.tables))
+        .flat_map(|p| p.all_tables())
         .any(|t| t.retention_days.is_some());
     if retention {
         h.update(format!("retention-day|{}\n", exclusions.now.div_euclid(86_400)).as_bytes());
     }
     for p in collab.parties() {
-        for t in std::iter::once(&p.identity).chain(&p.tables) {
+        for t in p.all_tables() {
             let path = base.join(&t.path);
             let meta = std::fs::metadata(&path).map_err(io(&path))?;
             let mtime = meta
@@ -302,7 +311,7 @@ pub fn build_from_shared(
             .records
             .get(pi)
             .ok_or_else(|| Error::Internal(format!("no record count for party {pi}")))?;
-        for t in std::iter::once(&party.identity).chain(&party.tables) {
+        for t in party.all_tables() {
             let name = format!("{}.{}", party.name, t.name);
             let sent = shared
                 .iter()
@@ -346,11 +355,7 @@ pub fn build_from_shared(
                             if row >= records {
                                 return None;
                             }
-                            Some(
-                                linked
-                                    .person_of(pi, row)
-                                    .map_or(UNLINKED + offset + u64::from(row), u64::from),
-                            )
+                            Some(person_id(linked, pi, offset, row))
                         })
                         .map_err(|message| Error::Input {
                             path: path.clone(),
@@ -543,16 +548,12 @@ async fn write_tables(
             let ids = &cols[0];
             let (mut rid_col, mut person_col, mut supp_col) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..ids.len() {
-                let person = match linked.person_of(pi, row) {
-                    Some(p) => u64::from(p),
-                    None => {
-                        let p = UNLINKED + offset + u64::from(row);
-                        if cell(ids, i).is_some_and(|id| unlinked_out[pi].contains(id)) {
-                            excluded_people.insert(p);
-                        }
-                        p
-                    }
-                };
+                let person = person_id(linked, pi, offset, row);
+                if person >= UNLINKED
+                    && cell(ids, i).is_some_and(|id| unlinked_out[pi].contains(id))
+                {
+                    excluded_people.insert(person);
+                }
                 if let Some(id) = cell(ids, i) {
                     person_of.insert(id.to_string(), person);
                     rid_col.push(id.to_string());
@@ -573,7 +574,7 @@ async fn write_tables(
         }
         records_writer.close()?;
         offset += u64::from(row);
-        for t in std::iter::once(&party.identity).chain(&party.tables) {
+        for t in party.all_tables() {
             let name = format!("{}.{}", party.name, t.name);
             let src = base.join(&t.path);
             let keep: Vec<String> = t

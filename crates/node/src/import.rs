@@ -89,14 +89,11 @@ pub fn import(
                 format!("this node is party {party_name:?}, which the spec does not list"),
             )
         })?;
-    let spec_table = std::iter::once(&party.identity)
-        .chain(&party.tables)
+    let spec_table = party
+        .all_tables()
         .find(|t| t.name == table)
         .ok_or_else(|| {
-            let names: Vec<&str> = std::iter::once(&party.identity)
-                .chain(&party.tables)
-                .map(|t| t.name.as_str())
-                .collect();
+            let names: Vec<&str> = party.all_tables().map(|t| t.name.as_str()).collect();
             file_err(
                 spec_path,
                 format!(

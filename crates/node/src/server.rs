@@ -720,6 +720,28 @@ async fn contribute_and_deliver(
 /// Largest contribution a member may send (about 50 M keys).
 const MAX_CONTRIBUTION_BYTES: usize = 1 << 30;
 
+/// Whether run `r` (of collaboration `id`) still takes party `index`'s contribution
+/// and shared tables: `404` for no such run, `409` when that party already
+/// contributed or the run is over.
+#[allow(clippy::result_large_err)]
+fn accepting(r: Option<&Run>, id: &str, index: usize) -> Result<(), Response> {
+    let Some(r) = r.filter(|r| r.collaboration == id) else {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            "no-run",
+            "no such match run",
+        ));
+    };
+    if r.is_over() || r.linking || r.parts.contains_key(&index) {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "duplicate",
+            "this party already contributed, or the run is over",
+        ));
+    }
+    Ok(())
+}
+
 /// Largest part of a shared table (262,144 rows of a few hundred bytes each, at most).
 const MAX_PART_BYTES: usize = 256 << 20;
 
@@ -753,32 +775,22 @@ async fn receive_part(
             );
         }
     };
-    if !share::is_table_of(&collab, &peer.0, &table) || part >= share::MAX_PARTS {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "bad-table",
-            &format!(
-                "{}.{table} part {part} is not a table of yours in the spec",
-                peer.0
-            ),
-        );
-    }
-    {
-        let runs = lock(&state.runs);
-        let Some(r) = runs.get(&run).filter(|r| r.collaboration == id) else {
-            return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
-        };
-        if r.is_over() || r.linking || r.parts.contains_key(&index) {
+    let schema = match share::expected_schema(&collab, &peer.0, &table) {
+        Some(schema) if part < share::MAX_PARTS => schema,
+        _ => {
             return problem(
-                StatusCode::CONFLICT,
-                "duplicate",
-                "this party already contributed, or the run is over",
+                StatusCode::BAD_REQUEST,
+                "bad-table",
+                &format!(
+                    "{}.{table} part {part} is not a table of yours in the spec",
+                    peer.0
+                ),
             );
         }
-    }
-    let Some(schema) = share::expected_schema(&collab, &peer.0, &table) else {
-        return problem(StatusCode::BAD_REQUEST, "bad-table", "not in the spec");
     };
+    if let Err(r) = accepting(lock(&state.runs).get(&run), &id, index) {
+        return r;
+    }
     let path = share::part_path(&netmatch::run_dir(&state.dir, &run), index, &table, part);
     let kept = tokio::task::spawn_blocking(move || {
         share::check_part(&schema, &bytes).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
@@ -843,21 +855,8 @@ async fn receive_result(
     {
         return problem(StatusCode::BAD_REQUEST, "tables-missing", &e.to_string());
     }
-    let duplicate = || {
-        problem(
-            StatusCode::CONFLICT,
-            "duplicate",
-            "this party already contributed, or the run is over",
-        )
-    };
-    {
-        let runs = lock(&state.runs);
-        let Some(r) = runs.get(&run).filter(|r| r.collaboration == id) else {
-            return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
-        };
-        if r.is_over() || r.linking || r.parts.contains_key(&index) {
-            return duplicate();
-        }
+    if let Err(r) = accepting(lock(&state.runs).get(&run), &id, index) {
+        return r;
     }
     // Kept before it is acknowledged: a host that dies after this still has it.
     {
@@ -898,12 +897,12 @@ async fn receive_result(
         }
     }
     let mut runs = lock(&state.runs);
+    if let Err(r) = accepting(runs.get(&run), &id, index) {
+        return r;
+    }
     let Some(r) = runs.get_mut(&run) else {
         return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
     };
-    if r.is_over() || r.linking || r.parts.contains_key(&index) {
-        return duplicate();
-    }
     r.parts.insert(index, part);
     r.save_progress(&state.dir, &run, &names);
     if r.parts.len() == names.len() {

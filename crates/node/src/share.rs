@@ -76,9 +76,7 @@ pub(crate) fn expected_schema(
     table: &str,
 ) -> Option<SchemaRef> {
     let p = collab.parties().iter().find(|p| p.name == party)?;
-    let t = std::iter::once(&p.identity)
-        .chain(&p.tables)
-        .find(|t| t.name == table)?;
+    let t = p.all_tables().find(|t| t.name == table)?;
     let mut fields = Vec::new();
     if t.record_id.is_some() {
         fields.push(Field::new(ROW, DataType::UInt32, false));
@@ -138,7 +136,7 @@ pub(crate) fn share_tables(
         }
     }
     let mut sent = Vec::new();
-    for t in std::iter::once(&party.identity).chain(&party.tables) {
+    for t in party.all_tables() {
         let schema = expected_schema(collab, &me, &t.name)
             .ok_or_else(|| Error::Internal(format!("no schema for {me}.{}", t.name)))?;
         let path = if t.name == party.identity.name {
@@ -327,7 +325,7 @@ fn party_shared(
         .get(pi)
         .ok_or_else(|| Error::Internal(format!("no party {pi}")))?;
     let mut out = Vec::new();
-    for t in std::iter::once(&party.identity).chain(&party.tables) {
+    for t in party.all_tables() {
         let s = sent
             .iter()
             .find(|s| s.table == t.name)
@@ -349,16 +347,6 @@ fn party_shared(
         });
     }
     Ok(out)
-}
-
-/// Whether `table` is one of `party`'s tables in the spec (it names a directory).
-pub(crate) fn is_table_of(collab: &Collaboration, party: &str, table: &str) -> bool {
-    collab.parties().iter().any(|p| {
-        p.name == party
-            && std::iter::once(&p.identity)
-                .chain(&p.tables)
-                .any(|t| t.name == table)
-    })
 }
 
 #[cfg(test)]

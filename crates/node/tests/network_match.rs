@@ -22,7 +22,7 @@ fn import_all(n: &NodeDir, spec: &Path) {
         .iter()
         .find(|p| p.name == n.config().party)
         .unwrap();
-    for t in std::iter::once(&party.identity).chain(&party.tables) {
+    for t in party.all_tables() {
         import(n, spec, &t.name, None).unwrap();
     }
 }

@@ -176,6 +176,13 @@ pub struct Party {
     pub privacy: Privacy,
 }
 
+impl Party {
+    /// Its tables: the identity table first, then the others in spec order.
+    pub fn all_tables(&self) -> impl Iterator<Item = &Table> {
+        std::iter::once(&self.identity).chain(&self.tables)
+    }
+}
+
 /// How data may leave the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
