@@ -230,12 +230,7 @@ fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
             &args.target.analyst,
         )
         .await?;
-        if args.target.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_attribution(&report);
-        }
-        Ok(())
+        emit(&report, args.target.json, print_attribution)
     })
 }
 
@@ -257,12 +252,7 @@ fn lift(args: LiftArgs) -> anyhow::Result<()> {
             &args.target.analyst,
         )
         .await?;
-        if args.target.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_lift(&report);
-        }
-        Ok(())
+        emit(&report, args.target.json, print_lift)
     })
 }
 
@@ -280,12 +270,7 @@ fn reach(args: ReachArgs) -> anyhow::Result<()> {
             &args.target.analyst,
         )
         .await?;
-        if args.target.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_reach(&report);
-        }
-        Ok(())
+        emit(&report, args.target.json, print_reach)
     })
 }
 
@@ -307,13 +292,18 @@ fn program(args: ProgramArgs) -> anyhow::Result<()> {
             &args.target.analyst,
         )
         .await?;
-        if args.target.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_program(&report);
-        }
-        Ok(())
+        emit(&report, args.target.json, print_program)
     })
+}
+
+/// Prints a report as JSON or as its readable tables.
+fn emit<T: serde::Serialize>(report: &T, json: bool, print: fn(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print(report);
+    }
+    Ok(())
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<()> {
