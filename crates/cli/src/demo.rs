@@ -1,9 +1,9 @@
-//! `jingteng demo`: a synthetic world, three real nodes on loopback under one signed
-//! contract, the networked match checked against local mode and the world's truth, and
-//! `report.json`.
+//! `jingteng demo`: a synthetic world, four real nodes on loopback under one signed
+//! contract, the networked match checked against local mode and the world's truth,
+//! insight and measurement asked of the host, and `report.json`.
 //!
 //! The report is one JSON object; each capability adds its own top-level key as it
-//! lands (`match` today; `insight`, `audience`, `attribution`, `lift`, `reach` later).
+//! lands (`match`, `insight`, `attribution`, `lift`, `reach`; `audience` later).
 //! See docs/demo.md.
 
 use std::path::{Path, PathBuf};
@@ -23,7 +23,20 @@ const DEFAULT_SCALE: &str = "tiny";
 
 /// The parties of the synthetic world's spec, in spec order, each with the table that
 /// holds its identifiers (what it imports and matches).
-const PARTIES: [(&str, &str); 3] = [("social", "users"), ("retail", "users"), ("brand", "crm")];
+const PARTIES: [(&str, &str); 4] = [
+    ("social", "users"),
+    ("retail", "users"),
+    ("brand", "crm"),
+    ("news", "users"),
+];
+
+/// The analyst at the brand who asks the host for the campaign measurements.
+const MEASURE_ANALYST: &str = "measurement";
+
+/// The privacy budget per analyst in the demo's contract (the synthetic spec's is 10):
+/// enough for the insight step and for measuring each of the brand's campaigns one by
+/// one under DP at ε 0.5 per query.
+const DEMO_BUDGET: f64 = 100.0;
 
 /// The party the synthetic spec names host: it proposes the contract and runs the match.
 const HOST: &str = "retail";
@@ -32,22 +45,23 @@ const HOST: &str = "retail";
 const MATCH_TIMEOUT_SECS: u64 = 1800;
 
 /// What a previous demo leaves in its directory: only these are replaced by --force.
-const DEMO_ENTRIES: [&str; 4] = ["world", "nodes", "report.json", "truth.json"];
+const DEMO_ENTRIES: [&str; 5] = ["world", "nodes", "report.json", "report.html", "truth.json"];
 
-/// Runs the whole loop on a synthetic world with three real nodes on loopback.
+/// Runs the whole loop on a synthetic world with four real nodes on loopback.
 ///
-/// Generates a world (as `jingteng synth`) into DIR/world; creates a node for each party
-/// (social, retail as host, brand) under DIR/nodes/<party>/ on free loopback ports;
-/// proposes the world's collab.toml as a contract at the host and signs it at every
-/// node; imports each party's identity table into its node; starts the three nodes in
-/// this process (mutual TLS, pinned by the contract); runs the networked match from the
-/// host and checks it against the local-mode match of the same world and against the
-/// world's truth.json. Prints a summary and writes DIR/report.json (with truth.json
-/// next to it). Then keeps the nodes up until Ctrl-C, unless --no-serve, and prints
-/// each node's web dashboard URL (with its operator token).
+/// Generates a world (as `jingteng synth --media 2`) into DIR/world; creates a node for
+/// each party (social, retail as host, brand, and the second media party news) under
+/// DIR/nodes/<party>/ on free loopback ports; proposes the world's collab.toml as a
+/// contract at the host and signs it at every node; each party imports its tables into
+/// its node; starts the nodes in this process (mutual TLS, pinned by the contract); runs
+/// the networked match from the host and checks it against the local-mode match of the
+/// same world and against the world's truth.json; the brand's node asks the host for
+/// insight (overlap, audience profile) and for attribution, lift and reach of each of
+/// the brand's campaigns, all released under the contract's privacy rules (DP). Prints
+/// a summary and writes DIR/report.json (with truth.json next to it). Then keeps the
+/// nodes up until Ctrl-C, unless --no-serve, and prints each node's web dashboard URL
+/// (with its operator token).
 ///
-/// Today the demo covers the world, the nodes, the signed contract, the match and the
-/// dashboards; the query engine, audiences and measurement join it as they land.
 /// See docs/demo.md and docs/dashboard.md.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -92,7 +106,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = args.out.as_path();
     prepare(out, args.force)?;
     let started = Instant::now();
-    let step = |n: u32, text: String| eprintln!("[{n}/6] {text}");
+    let step = |n: u32, text: String| eprintln!("[{n}/{STEPS}] {text}");
 
     // 1. The world.
     let world = out.join("world");
@@ -100,7 +114,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         seed: args.seed,
         scale,
         force: false,
-        media: 1,
+        media: 2,
     };
     let bar = progress_bar(scale.people(), "people");
     bar.set_message("generating the world");
@@ -108,6 +122,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("generating the synthetic world in {}", world.display()))?;
     bar.finish_and_clear();
     let spec = world.join("collab.toml");
+    raise_budget(&spec)?;
     let truth_path = out.join("truth.json");
     std::fs::copy(world.join("truth.json"), &truth_path)
         .with_context(|| format!("copying the world's truth.json to {}", truth_path.display()))?;
@@ -236,7 +251,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
-    // 5. Serve all three in this process; the host runs the networked match.
+    // 5. Serve all four in this process; the host runs the networked match.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -331,9 +346,33 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
+    // 7. Measurement: the brand's analyst asks the host for attribution, lift and reach
+    // of each of the brand's campaigns.
+    let measure_started = Instant::now();
+    let (attribution, lift, reach) =
+        match runtime.block_on(measurement(&brand_node, &status.collaboration, &truth)) {
+            Ok(v) => v,
+            Err(e) => {
+                stop_servers(&runtime, &stop, servers);
+                return Err(e.context("the measurement step"));
+            }
+        };
+    step(
+        7,
+        format!(
+            "measurement at {HOST}: attribution, lift and reach of {} campaigns of {} ({:.1} s)",
+            attribution["campaigns"].as_array().map_or(0, Vec::len),
+            attribution["brand"].as_str().unwrap_or("?"),
+            measure_started.elapsed().as_secs_f64()
+        ),
+    );
+
     // The report.
     let report = json!({
         "insight": insight,
+        "attribution": attribution,
+        "lift": lift,
+        "reach": reach,
         "jingteng": { "version": env!("CARGO_PKG_VERSION"), "command": "demo" },
         "world": {
             "dir": "world",
@@ -370,6 +409,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             "networked_match": networked_secs,
             "local_match": local_secs,
             "insight": insight_started.elapsed().as_secs_f64(),
+            "measurement": measure_started.elapsed().as_secs_f64(),
             "total": started.elapsed().as_secs_f64(),
         },
     });
@@ -379,6 +419,12 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &report_path)
         .with_context(|| format!("writing {}", report_path.display()))?;
+    let html_path = out.join("report.html");
+    let tmp = out.join("report.html.partial");
+    std::fs::write(&tmp, crate::demo_html::render(&report))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &html_path)
+        .with_context(|| format!("writing {}", html_path.display()))?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -411,7 +457,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     say(String::new());
     say(
-        "The three nodes are up (mutual TLS; only the contract's members get in), until Ctrl-C:"
+        "The four nodes are up (mutual TLS; only the contract's members get in), until Ctrl-C:"
             .into(),
     );
     for (party, _, _, card) in &members {
@@ -451,6 +497,24 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     stop_servers(&runtime, &stop, servers);
     eprintln!("stopped");
     Ok(())
+}
+
+/// The demo's steps, as its progress lines count them.
+const STEPS: u32 = 7;
+
+/// Gives every party of the demo's spec the budget [`DEMO_BUDGET`] per analyst.
+fn raise_budget(spec: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let from = "budget = 10.0";
+    if !text.contains(from) {
+        anyhow::bail!(
+            "internal error (this is a bug): {} no longer sets `{from}`",
+            spec.display()
+        );
+    }
+    let text = text.replace(from, &format!("budget = {DEMO_BUDGET:.1}"));
+    std::fs::write(spec, text).with_context(|| format!("writing {}", spec.display()))
 }
 
 /// Makes `out` ready: created if missing; if it holds anything, refused without
@@ -603,14 +667,19 @@ fn off_truth(report: &Value, truth: &Value) -> Vec<String> {
     out
 }
 
+/// A count for the summary: `-` when absent (a float is rounded: linear credit).
+fn n(v: &Value) -> String {
+    v.as_i64()
+        .map(|x| x.to_string())
+        .or_else(|| v.as_f64().map(|x| format!("{x:.0}")))
+        .unwrap_or_else(|| "-".to_string())
+}
+
 fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[String]) {
-    let n = |v: &Value| {
-        v.as_u64()
-            .map_or_else(|| "-".to_string(), |x| x.to_string())
-    };
     println!(
-        "\nJingteng demo: a synthetic world of {} people, three nodes on loopback, one signed contract ({}).",
+        "\nJingteng demo: a synthetic world of {} people, {} nodes on loopback, one signed contract ({}).",
         n(&report["world"]["people"]["world"]),
+        PARTIES.len(),
         report["contract"]["collaboration"].as_str().unwrap_or("?"),
     );
     let mut people = Table::new();
@@ -707,10 +776,11 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         insight["budget"]["spent"],
         insight["budget"]["limit"]
     );
+    print_measurement(report);
     let d = out.display();
     let collab = report["contract"]["collaboration"].as_str().unwrap_or("?");
     println!(
-        "Report: {d}/report.json (truth: {d}/truth.json), in {:.1} s. Each node's data: {d}/nodes/<party>/.",
+        "Report: {d}/report.json and {d}/report.html (truth: {d}/truth.json), in {:.1} s. Each node's data: {d}/nodes/<party>/.",
         report["seconds"]["total"].as_f64().unwrap_or(0.0)
     );
     let next = [
@@ -721,6 +791,12 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         (
             format!("jingteng jobs --dir {d}/nodes/{HOST}"),
             "the match run",
+        ),
+        (
+            format!(
+                "jingteng measure attribution --collab {collab} --dir {d}/nodes/brand --by placement"
+            ),
+            "measure every campaign at the host, as the brand",
         ),
         (
             format!("jingteng match --spec {d}/world/collab.toml"),
@@ -771,9 +847,13 @@ async fn insight(brand: &NodeDir, collab: &str, truth: &Value) -> anyhow::Result
         let a = &step.answer;
         let key: Vec<&str> = step.title.split(" ∩ ").collect();
         // truth.json keys sets of parties in spec order, joined by "+".
-        let order = ["social", "retail", "brand"];
         let mut parties: Vec<&str> = key.clone();
-        parties.sort_by_key(|p| order.iter().position(|o| o == p).unwrap_or(usize::MAX));
+        parties.sort_by_key(|p| {
+            PARTIES
+                .iter()
+                .position(|(o, _)| o == p)
+                .unwrap_or(usize::MAX)
+        });
         let set = parties.join("+");
         let noisy = a
             .rows
@@ -820,6 +900,183 @@ async fn insight(brand: &NodeDir, collab: &str, truth: &Value) -> anyhow::Result
         },
         "budget": a.budget,
     }))
+}
+
+/// The measurement part of the summary: one row per campaign of the brand.
+fn print_measurement(report: &Value) {
+    let pct = |v: &Value| {
+        v.as_f64()
+            .map_or("-".into(), |x| format!("{:+.1}%", x * 100.0))
+    };
+    println!(
+        "\nCampaigns of {}, measured by {} at the host (released with the spec's rules; truth for linked people in brackets):",
+        report["attribution"]["brand"].as_str().unwrap_or("?"),
+        report["attribution"]["analyst"].as_str().unwrap_or("?")
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "campaign",
+        "attributed orders",
+        "ROAS",
+        "relative lift, 95% interval",
+        "reach (de-duplicated)",
+    ]);
+    let empty = Vec::new();
+    let lift = report["lift"]["campaigns"].as_array().unwrap_or(&empty);
+    let reach = report["reach"]["campaigns"].as_array().unwrap_or(&empty);
+    for a in report["attribution"]["campaigns"]
+        .as_array()
+        .unwrap_or(&empty)
+    {
+        let id = &a["campaign_id"];
+        let l = lift.iter().find(|l| &l["campaign_id"] == id);
+        let r = reach.iter().find(|r| &r["campaign_id"] == id);
+        let released = |v: &Value| {
+            if a["released"] == true {
+                n(v)
+            } else {
+                "suppressed".into()
+            }
+        };
+        let lift_text = l.map_or("-".to_string(), |l| {
+            let i = &l["relative_lift"];
+            if i.is_null() {
+                "not released".into()
+            } else {
+                format!(
+                    "{} [{}, {}] ({})",
+                    pct(&i["estimate"]),
+                    pct(&i["low"]),
+                    pct(&i["high"]),
+                    pct(&l["truth_linked"]["relative_lift"])
+                )
+            }
+        });
+        t.add_row([
+            id.as_str().unwrap_or("?").to_string(),
+            format!(
+                "{} ({})",
+                released(&a["conversions"]),
+                n(&a["truth_linked"]["conversions"])
+            ),
+            a["roas"].as_f64().map_or("-".into(), |x| format!("{x:.2}")),
+            lift_text,
+            r.map_or("-".to_string(), |r| {
+                format!(
+                    "{} ({})",
+                    n(&r["deduplicated"]),
+                    n(&r["truth_linked"]["deduplicated"])
+                )
+            }),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// The measurement step: the brand's analyst asks the host for attribution (by
+/// placement and by day), lift and reach of each of the brand's campaigns, one campaign
+/// at a time (so that the DP bound of one group per person does not cut a campaign's
+/// people). Each campaign's figures sit next to truth.json's for the linked people.
+/// Returns the report's `attribution`, `lift` and `reach`.
+async fn measurement(
+    brand: &NodeDir,
+    collab: &str,
+    truth: &Value,
+) -> anyhow::Result<(Value, Value, Value)> {
+    use jingteng_measure::{CampaignId, Dimension, Measure, Report};
+    let focal = truth["world"]["focal_brand"]
+        .as_str()
+        .context("truth.json names no focal brand")?;
+    let campaigns: Vec<&String> = truth["campaigns"]
+        .as_object()
+        .context("truth.json has no campaigns")?
+        .iter()
+        .filter(|(_, c)| c["brand"] == focal)
+        .map(|(id, _)| id)
+        .collect();
+    let ask = |measure: Measure| async move {
+        let req = jingteng_node::MeasureRequest {
+            measure,
+            analyst: MEASURE_ANALYST.into(),
+        };
+        jingteng_node::measure_host(brand, collab, &req).await
+    };
+    let (mut attribution, mut lift, mut reach) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut coverage, mut reach_parties, mut budget) = (Value::Null, Value::Null, Value::Null);
+    for id in campaigns {
+        let campaign = Some(CampaignId::parse(id)?);
+        let linked = &truth["campaigns"][id.as_str()]["linked"];
+        let Report::Attribution(a) = ask(Measure::Attribution {
+            settings: Default::default(),
+            campaign: campaign.clone(),
+            by: vec![Dimension::Placement, Dimension::Day],
+        })
+        .await?
+        else {
+            anyhow::bail!("the host answered attribution with another report");
+        };
+        coverage = serde_json::to_value(&a.coverage)?;
+        budget = last_budget(&a.released);
+        let mut c = serde_json::to_value(a.campaigns.first())?;
+        for b in &a.breakdowns {
+            c[format!("by_{}", b.dimension.column())] = serde_json::to_value(&b.rows)?;
+        }
+        c["truth_linked"] = json!({
+            "conversions": linked["attributed_conversions"],
+            "gmv_fen": linked["attributed_gmv_fen"],
+        });
+        attribution.push(c);
+
+        let Report::Lift(l) = ask(Measure::Lift {
+            settings: Default::default(),
+            campaign: campaign.clone(),
+        })
+        .await?
+        else {
+            anyhow::bail!("the host answered lift with another report");
+        };
+        budget = last_budget(&l.released);
+        let mut c = serde_json::to_value(l.campaigns.first())?;
+        let truth_lift = linked["true_relative_lift"].as_f64();
+        c["truth_linked"] = json!({
+            "relative_lift": truth_lift,
+            "test_rate": linked["test_rate"],
+            "control_rate": linked["control_rate"],
+        });
+        c["interval_covers_truth"] = json!(
+            l.campaigns
+                .first()
+                .and_then(|c| c.relative_lift)
+                .zip(truth_lift)
+                .map(|(i, t)| i.low <= t && t <= i.high)
+        );
+        lift.push(c);
+
+        let Report::Reach(r) = ask(Measure::Reach { campaign }).await? else {
+            anyhow::bail!("the host answered reach with another report");
+        };
+        budget = last_budget(&r.released);
+        reach_parties = json!(r.parties);
+        let mut c = serde_json::to_value(r.campaigns.first())?;
+        c["truth_linked"] = truth["reach"][id.as_str()]["matched"].clone();
+        reach.push(c);
+    }
+    let analyst = format!("{}:{MEASURE_ANALYST}", brand.config().party);
+    Ok((
+        json!({ "analyst": analyst, "brand": focal, "coverage": coverage, "campaigns": attribution }),
+        json!({ "analyst": analyst, "brand": focal, "campaigns": lift, "budget": budget }),
+        json!({ "analyst": analyst, "brand": focal, "parties": reach_parties, "campaigns": reach }),
+    ))
+}
+
+/// The analyst's budget after the last query of a report, if released with DP.
+fn last_budget(released: &[jingteng_measure::Released]) -> Value {
+    released
+        .iter()
+        .rev()
+        .find_map(|r| r.budget.as_ref())
+        .map_or(Value::Null, |b| json!(b))
 }
 
 #[cfg(test)]

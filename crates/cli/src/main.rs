@@ -17,6 +17,7 @@ mod audience;
 mod bench;
 mod bench_measure;
 mod demo;
+mod demo_html;
 mod matching;
 mod measure;
 mod node;
@@ -75,11 +76,14 @@ enum Command {
     /// rules, in local mode (--spec) or at the host (--collab ID --dir NODE).
     Insight(InsightArgs),
     /// Closed-loop measurement: attribution of retail orders to media exposures,
-    /// incremental lift from the randomised holdout, and the sample-size calculator.
+    /// incremental lift from the randomised holdout, reach and frequency across media,
+    /// program metrics, and the sample-size calculator.
     ///
-    /// Local mode (--spec), over the same joined view as `query`; every figure about
-    /// people is released by the engine under the privacy rules, and every report
-    /// states the match rate it stands on. See docs/measurement.md.
+    /// Local mode (--spec) over the same joined view as `query`, or at the host
+    /// (--collab ID --dir NODE) over the joined view of its last networked match. Every
+    /// figure about people is released by the engine under the privacy rules (at the
+    /// host, on the budget of PARTY:ANALYST), and every report states the match rate it
+    /// stands on. See docs/measurement.md.
     Measure(measure::MeasureArgs),
     /// Create a node's data directory: identity, TLS certificate, empty catalog.
     ///

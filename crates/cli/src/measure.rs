@@ -1,4 +1,5 @@
-//! `jingteng measure`: closed-loop measurement over the joined view (local mode):
+//! `jingteng measure`: closed-loop measurement over the joined view (local mode, or at
+//! the host of a collaboration with --collab):
 //! attribution of the retailer's orders to the media party's exposures, incremental
 //! lift from the randomised holdout, and the pre-campaign sample-size calculator.
 //! Every figure about people is released by the engine under the privacy rules.
@@ -8,7 +9,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use jingteng_measure::{
     AttributionReport, AttributionSettings, CampaignId, Coverage, Dimension, LiftReport,
-    LiftSettings, Model, ProgramReport, ReachReport, Released, Sources, stats,
+    LiftSettings, Measure, Model, ProgramReport, ReachReport, Released, Report, stats,
 };
 
 use crate::QueryTarget;
@@ -173,15 +174,39 @@ fn campaign(id: Option<&str>) -> anyhow::Result<Option<CampaignId>> {
     Ok(id.map(CampaignId::parse).transpose()?)
 }
 
-/// Opens the engine and the view's description (for the match rate).
-async fn open(
-    target: &QueryTarget,
-) -> anyhow::Result<(jingteng_engine::Engine, jingteng_engine::ViewInfo)> {
-    let engine = crate::query::open(target).await?;
-    // The view was just built (or found up to date) by `open`: this only reads it.
-    let state = crate::query::state_dir(target)?;
-    let info = jingteng_engine::view::load(&state).context("reading the joined view")?;
-    Ok((engine, info))
+/// Runs a measurement: at the host of --collab over its joined view, or in local mode
+/// over the view of --spec; then prints its report.
+fn measure(target: &QueryTarget, measure: Measure) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        if let Some(remote) = crate::query::remote(target) {
+            let (node, collab) = remote?;
+            let req = jingteng_node::MeasureRequest {
+                measure,
+                analyst: target.analyst.clone(),
+            };
+            return Ok(jingteng_node::measure_host(&node, collab, &req).await?);
+        }
+        let mut engine = crate::query::open(target).await?;
+        // The view was just built (or found up to date) by `open`: this only reads it.
+        let state = crate::query::state_dir(target)?;
+        let info = jingteng_engine::view::load(&state).context("reading the joined view")?;
+        measure
+            .run(&mut engine, &info, &target.analyst)
+            .await
+            .map_err(|e| match e {
+                // A refusal exits as a query's does (see main).
+                jingteng_measure::Error::Engine(e) => anyhow::Error::from(e),
+                e => anyhow::Error::from(e),
+            })
+    })?;
+    let json = target.json;
+    match report {
+        Report::Attribution(r) => emit(&r, json, print_attribution),
+        Report::Lift(r) => emit(&r, json, print_lift),
+        Report::Reach(r) => emit(&r, json, print_reach),
+        Report::Program(r) => emit(&r, json, print_program),
+    }
 }
 
 fn settings(
@@ -217,21 +242,14 @@ fn attribution(args: AttributionArgs) -> anyhow::Result<()> {
         .map(|s| s.parse::<Dimension>())
         .collect::<Result<Vec<_>, _>>()?;
     let campaign = campaign(args.campaign.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let (mut engine, info) = open(&args.target).await?;
-        let report = jingteng_measure::attribute(
-            &mut engine,
-            &info,
-            &settings,
-            &Sources::default(),
-            campaign.as_ref(),
-            &by,
-            &args.target.analyst,
-        )
-        .await?;
-        emit(&report, args.target.json, print_attribution)
-    })
+    measure(
+        &args.target,
+        Measure::Attribution {
+            settings,
+            campaign,
+            by,
+        },
+    )
 }
 
 fn lift(args: LiftArgs) -> anyhow::Result<()> {
@@ -240,38 +258,12 @@ fn lift(args: LiftArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let campaign = campaign(args.campaign.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let (mut engine, info) = open(&args.target).await?;
-        let report = jingteng_measure::lift(
-            &mut engine,
-            &info,
-            &settings,
-            &Sources::default(),
-            campaign.as_ref(),
-            &args.target.analyst,
-        )
-        .await?;
-        emit(&report, args.target.json, print_lift)
-    })
+    measure(&args.target, Measure::Lift { settings, campaign })
 }
 
 fn reach(args: ReachArgs) -> anyhow::Result<()> {
     let campaign = campaign(args.campaign.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let (mut engine, info) = open(&args.target).await?;
-        let parties = jingteng_measure::media_parties(&engine, &info);
-        let report = jingteng_measure::reach(
-            &mut engine,
-            &info,
-            &parties,
-            campaign.as_ref(),
-            &args.target.analyst,
-        )
-        .await?;
-        emit(&report, args.target.json, print_reach)
-    })
+    measure(&args.target, Measure::Reach { campaign })
 }
 
 fn program(args: ProgramArgs) -> anyhow::Result<()> {
@@ -281,19 +273,7 @@ fn program(args: ProgramArgs) -> anyhow::Result<()> {
         args.view_window_hours,
         args.cap,
     )?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let (mut engine, info) = open(&args.target).await?;
-        let report = jingteng_measure::program(
-            &mut engine,
-            &info,
-            &settings,
-            &Sources::default(),
-            &args.target.analyst,
-        )
-        .await?;
-        emit(&report, args.target.json, print_program)
-    })
+    measure(&args.target, Measure::Program { settings })
 }
 
 /// Prints a report as JSON or as its readable tables.

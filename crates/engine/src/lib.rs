@@ -234,7 +234,7 @@ impl Engine {
     /// measures as integers, timestamps as instants, `person`), for checking queries
     /// without data: `jingteng query --explain` before a view exists, and fuzzing.
     pub async fn for_checking(collab: &jingteng_psi::Collaboration) -> Result<Self> {
-        use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+        use datafusion::arrow::datatypes::{Field, Schema};
         let ctx = SessionContext::new();
         let policy = Policy::from_collab(collab);
         let catalog = ctx
@@ -247,17 +247,7 @@ impl Engine {
             let fields: Vec<Field> = t
                 .columns
                 .iter()
-                .map(|(name, rule)| {
-                    let dt = match rule.role {
-                        policy::Role::Person => DataType::UInt64,
-                        policy::Role::Dimension => DataType::Utf8,
-                        policy::Role::Measure => DataType::Int64,
-                        policy::Role::Timestamp => {
-                            DataType::Timestamp(TimeUnit::Second, Some("+08:00".into()))
-                        }
-                    };
-                    Field::new(name, dt, true)
-                })
+                .map(|(name, rule)| Field::new(name, rule.role.data_type(), true))
                 .collect();
             let table = datafusion::catalog::MemTable::try_new(
                 Arc::new(Schema::new(fields)),

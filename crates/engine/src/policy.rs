@@ -2,6 +2,7 @@
 //! joined view, and how they combine when a query reads several tables (the most
 //! restrictive wins).
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use std::collections::BTreeMap;
 
 use jingteng_psi::{Collaboration, Privacy, ReleaseMode};
@@ -23,6 +24,22 @@ pub enum Role {
     Measure,
     /// Event times: grouping (by day, month…) and filtering.
     Timestamp,
+}
+
+impl Role {
+    /// The column's type in every joined view, local or networked, and in a node's
+    /// imported tables: the person id `UInt64`, dimensions text, measures 64-bit
+    /// integers, timestamps milliseconds in UTC. One typing everywhere, so that a query
+    /// means the same in local mode and at a host (a source's `Int32` dimension or
+    /// seconds-precision timestamp is cast to it).
+    pub fn data_type(self) -> DataType {
+        match self {
+            Role::Person => DataType::UInt64,
+            Role::Dimension => DataType::Utf8,
+            Role::Measure => DataType::Int64,
+            Role::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+        }
+    }
 }
 
 /// One column's rule.

@@ -36,7 +36,7 @@ use jingteng_psi::{Collaboration, Linked};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::policy::PERSON;
+use crate::policy::{PERSON, Role};
 use crate::{Error, Result};
 
 /// Person ids at or above this are records linked to no other party's.
@@ -607,8 +607,28 @@ async fn write_tables(
                 path: src.clone(),
                 message: e.to_string(),
             })?;
-            let refs: Vec<&str> = read.iter().map(String::as_str).collect();
-            let df = df.select_columns(&refs).map_err(|e| Error::Input {
+            // The record id as it is; every declared column as a node's import types it
+            // (Role::data_type), so that local mode's view equals a host's.
+            let typed: Vec<Expr> = read
+                .iter()
+                .map(|c| {
+                    let role = if t.dimensions.contains(c) {
+                        Role::Dimension
+                    } else if t.measures.contains(c) {
+                        Role::Measure
+                    } else if t.timestamps.contains(c) {
+                        Role::Timestamp
+                    } else {
+                        return col(c.as_str());
+                    };
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(col(c.as_str())),
+                        role.data_type(),
+                    ))
+                    .alias(c.as_str())
+                })
+                .collect();
+            let df = df.select(typed).map_err(|e| Error::Input {
                 path: src.clone(),
                 message: format!("{name}: {e}"),
             })?;

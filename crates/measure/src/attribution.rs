@@ -15,11 +15,11 @@
 
 use jingteng_engine::policy::{ColumnRule, Role};
 use jingteng_engine::{Engine, ViewInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::coverage::Coverage;
 use crate::release::{CampaignId, Released, Rows, Sources, ask, int, text};
-use crate::{Error, Result};
+use crate::{Error, MAX_DAYS, MAX_UTC_OFFSET_S, Result};
 
 /// The derived table of attributed orders.
 pub const ATTRIBUTED: &str = "measure.attributed";
@@ -27,7 +27,7 @@ pub const ATTRIBUTED: &str = "measure.attributed";
 const WHOLE: i64 = 1_000_000;
 
 /// Which touch gets the credit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Model {
@@ -67,7 +67,7 @@ impl Model {
 
 /// The attribution rules. Versioned by value: two reports compare only when these are
 /// equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributionSettings {
     /// The model.
     pub model: Model,
@@ -123,10 +123,15 @@ impl AttributionSettings {
     }
 
     fn check(&self) -> Result<()> {
-        if self.click_window_s <= 0 || self.view_window_s < 0 || self.cap == 0 {
+        let days = MAX_DAYS * 86_400;
+        if !(1..=days).contains(&self.click_window_s)
+            || !(0..=days).contains(&self.view_window_s)
+            || self.cap == 0
+            || self.utc_offset_s.abs() > MAX_UTC_OFFSET_S
+        {
             return Err(Error::Input(format!(
-                "attribution settings: windows must be positive and the cap at least 1 (click {} s, view {} s, cap {})",
-                self.click_window_s, self.view_window_s, self.cap
+                "attribution settings: windows must be positive and at most {MAX_DAYS} days, the cap at least 1 and the UTC offset at most 14 h either way (click {} s, view {} s, cap {}, offset {} s)",
+                self.click_window_s, self.view_window_s, self.cap, self.utc_offset_s
             )));
         }
         Ok(())
@@ -134,7 +139,7 @@ impl AttributionSettings {
 }
 
 /// A breakdown dimension of attributed orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Dimension {
@@ -210,12 +215,12 @@ fn attributed_sql(s: &AttributionSettings, src: &Sources) -> String {
     };
     format!(
         "WITH o AS (
-            SELECT person, ts AS order_ts, CAST(ts AS BIGINT) AS order_s, brand, channel, amount_fen,
+            SELECT person, ts AS order_ts, to_unixtime(ts) AS order_s, brand, channel, amount_fen,
                    row_number() OVER (PARTITION BY person ORDER BY ts, brand, sku, amount_fen, channel, store_id) AS order_no
             FROM {orders}
         ),
         t AS (
-            SELECT e.person, e.campaign_id, CAST(e.ts AS BIGINT) AS touch_s, e.placement, e.kind, c.brand
+            SELECT e.person, e.campaign_id, to_unixtime(e.ts) AS touch_s, e.placement, e.kind, c.brand
             FROM {exposures} e JOIN {campaigns} c ON e.campaign_id = c.campaign_id
             WHERE e.kind = 'click' OR e.kind = 'impression'
         ),
@@ -322,7 +327,7 @@ pub async fn register_attributed(
 }
 
 /// One campaign's attributed results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignAttribution {
     /// The campaign.
     pub campaign_id: String,
@@ -357,7 +362,7 @@ pub struct CampaignAttribution {
 }
 
 /// One row of a breakdown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BreakdownRow {
     /// The campaign.
     pub campaign_id: String,
@@ -370,7 +375,7 @@ pub struct BreakdownRow {
 }
 
 /// Attributed results by one dimension.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Breakdown {
     /// The dimension.
     pub dimension: Dimension,
@@ -379,7 +384,7 @@ pub struct Breakdown {
 }
 
 /// An attribution report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttributionReport {
     /// The rules used.
     pub settings: AttributionSettings,

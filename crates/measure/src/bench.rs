@@ -45,12 +45,12 @@ pub fn plain_last_touch_sql(s: &AttributionSettings) -> Result<String> {
     let (click, view, cap) = (s.click_window_s, s.view_window_s, s.cap);
     Ok(format!(
         "WITH o AS (
-            SELECT person, CAST(ts AS BIGINT) AS s, brand, amount_fen,
+            SELECT person, to_unixtime(ts) AS s, brand, amount_fen,
                    row_number() OVER (PARTITION BY person ORDER BY ts, brand, sku, amount_fen, channel, store_id) AS k
             FROM retail.orders
         ),
         touch AS (
-            SELECT e.person, c.brand, e.campaign_id, CAST(e.ts AS BIGINT) AS t,
+            SELECT e.person, c.brand, e.campaign_id, to_unixtime(e.ts) AS t,
                    CASE WHEN e.kind = 'click' THEN 1 ELSE 0 END AS click
             FROM social.exposures e JOIN social.campaigns c ON c.campaign_id = e.campaign_id
             WHERE e.kind IN ('click', 'impression')

@@ -2,12 +2,12 @@
 //! only when the media record and the retail record were linked.
 
 use jingteng_engine::ViewInfo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::release::Sources;
 
 /// How many of the media party's and the retailer's records the match linked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Coverage {
     /// Records of the media party (its identity table).
     pub media_records: u64,

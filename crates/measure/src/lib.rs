@@ -21,6 +21,7 @@
 //!   the attribution settings' version.
 //! - [`reach`]: reach per media party, de-duplicated across them through the match,
 //!   incremental reach per partner, frequency histogram capped at 10+.
+//! - [`Measure`]: one measurement as a value, run locally or sent to the host.
 //! - [`stats`]: the interval and sample-size mathematics, with no I/O.
 //! - [`bench`]: the attribution benchmark's plain-DataFusion side and its check.
 //! - [`simulate`]: how often the lift intervals cover the true effect, over simulated
@@ -33,6 +34,7 @@ mod lift;
 mod program;
 mod reach;
 mod release;
+mod request;
 pub mod simulate;
 pub mod stats;
 
@@ -57,6 +59,13 @@ pub use reach::{
 };
 /// How each released figure was released.
 pub use release::{CampaignId, Released, Sources};
+/// A measurement as a value, run locally or at the host.
+pub use request::{Measure, Report};
+
+/// The longest window or tail, in days, a setting may ask for.
+pub const MAX_DAYS: i64 = 365;
+/// The largest time-zone offset a setting may give, in seconds either way of UTC.
+pub const MAX_UTC_OFFSET_S: i64 = 14 * 3_600;
 
 /// Errors of measurement.
 #[derive(Debug, thiserror::Error)]

@@ -17,18 +17,18 @@
 
 use jingteng_engine::policy::{ColumnRule, Role};
 use jingteng_engine::{Engine, ViewInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::coverage::Coverage;
 use crate::release::{CampaignId, Released, Sources, ask, float, int, text};
 use crate::stats::{self, Interval, Proportion, ValueMoments};
-use crate::{Error, Result};
+use crate::{Error, MAX_DAYS, MAX_UTC_OFFSET_S, Result};
 
 /// The derived table of holdout outcomes.
 pub const LIFT_OUTCOMES: &str = "measure.lift_outcomes";
 
 /// How conversions are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LiftSettings {
     /// Days after the campaign's last day in which orders still count (7).
     pub tail_days: i64,
@@ -68,11 +68,11 @@ fn outcomes_sql(s: &LiftSettings, src: &Sources) -> String {
     format!(
         "WITH c AS (
             SELECT campaign_id, brand,
-                   CAST(CAST(start_date AS INT) AS BIGINT) * 86400 - {off} AS from_s,
-                   (CAST(CAST(end_date AS INT) AS BIGINT) + 1 + {tail}) * 86400 - {off} AS to_s
+                   CAST(CAST(CAST(start_date AS DATE) AS INT) AS BIGINT) * 86400 - {off} AS from_s,
+                   (CAST(CAST(CAST(end_date AS DATE) AS INT) AS BIGINT) + 1 + {tail}) * 86400 - {off} AS to_s
             FROM {campaigns}
         ),
-        o AS (SELECT person, brand, CAST(ts AS BIGINT) AS s, amount_fen FROM {orders}),
+        o AS (SELECT person, brand, to_unixtime(ts) AS s, amount_fen FROM {orders}),
         h AS (
             SELECT h.person, h.campaign_id, h.grp, c.brand, c.from_s, c.to_s
             FROM {holdout} h
@@ -102,13 +102,14 @@ pub async fn register_lift_outcomes(
 
 impl LiftSettings {
     fn check(&self) -> Result<()> {
-        if self.tail_days < 0
+        if !(0..=MAX_DAYS).contains(&self.tail_days)
             || !(self.confidence > 0.0 && self.confidence < 1.0)
-            || self.bootstrap_draws < 100
+            || !(100..=100_000).contains(&self.bootstrap_draws)
+            || self.utc_offset_s.abs() > MAX_UTC_OFFSET_S
         {
             return Err(Error::Input(format!(
-                "lift settings: tail {} days, confidence {}, {} bootstrap draws (at least 100)",
-                self.tail_days, self.confidence, self.bootstrap_draws
+                "lift settings: tail {} days (0 to {MAX_DAYS}), confidence {} (between 0 and 1), {} bootstrap draws (100 to 100,000), UTC offset {} s (at most 14 h either way)",
+                self.tail_days, self.confidence, self.bootstrap_draws, self.utc_offset_s
             )));
         }
         Ok(())
@@ -207,7 +208,7 @@ pub(crate) async fn register_outcomes_from(
 }
 
 /// One group of the holdout, as released.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupFigures {
     /// People (linked to the retailer).
     pub people: i64,
@@ -227,7 +228,7 @@ pub struct GroupFigures {
 }
 
 /// One campaign's lift.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignLift {
     /// The campaign.
     pub campaign_id: String,
@@ -261,7 +262,7 @@ pub struct CampaignLift {
 }
 
 /// A lift report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiftReport {
     /// The rules used.
     pub settings: LiftSettings,

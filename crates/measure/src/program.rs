@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jingteng_engine::policy::{ColumnRule, PERSON, Role};
 use jingteng_engine::{Engine, ViewInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attribution::{ATTRIBUTED, AttributionSettings, Model, register_attributed};
 use crate::coverage::Coverage;
@@ -30,7 +30,7 @@ const WHOLE: i64 = 1_000_000;
 
 /// Month-on-month change of a figure: `this / last − 1` (absent when last month's
 /// figure is absent or zero).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct MonthChange {
     /// Spend.
     pub spend: Option<f64>,
@@ -43,7 +43,7 @@ pub struct MonthChange {
 }
 
 /// One calendar month of the program.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonthFigures {
     /// `YYYY-MM`, in the settings' time zone.
     pub month: String,
@@ -84,7 +84,7 @@ pub struct MonthFigures {
 }
 
 /// A program report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProgramReport {
     /// The attribution rules conversions are credited by.
     pub settings: AttributionSettings,
@@ -106,7 +106,7 @@ pub struct ProgramReport {
 
 fn month_sql(ts: &str, off: i64) -> String {
     format!(
-        "arrow_cast(to_char(CAST(to_timestamp_seconds(CAST({ts} AS BIGINT) + {off}) AS DATE), '%Y-%m'), 'Utf8')"
+        "arrow_cast(to_char(CAST(to_timestamp_seconds(to_unixtime({ts}) + {off}) AS DATE), '%Y-%m'), 'Utf8')"
     )
 }
 

@@ -18,7 +18,7 @@
 
 use jingteng_engine::policy::{ColumnRule, PERSON, Role};
 use jingteng_engine::{Engine, ViewInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::release::{CampaignId, Released, Rows, ask, int, text};
 use crate::{Error, Result};
@@ -169,7 +169,7 @@ pub async fn register_reach(engine: &mut Engine, parties: &[String]) -> Result<(
 }
 
 /// Reach of one campaign on one media party.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartyReach {
     /// The media party.
     pub party: String,
@@ -182,17 +182,17 @@ pub struct PartyReach {
 }
 
 /// One bucket of the frequency histogram.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrequencyBucket {
     /// Impressions, over all media parties: `1` … `9`, `10+`.
-    pub impressions: &'static str,
+    pub impressions: String,
     /// People, or `None` when the bucket was not released (under the threshold or the
     /// DP group selection — or empty).
     pub people: Option<i64>,
 }
 
 /// One campaign's reach and frequency.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignReach {
     /// The campaign.
     pub campaign_id: String,
@@ -217,7 +217,7 @@ pub struct CampaignReach {
 }
 
 /// What the de-duplication stands on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReachCoverage {
     /// Records (users) per media party.
     pub records: Vec<(String, u64)>,
@@ -279,7 +279,7 @@ impl ReachCoverage {
 }
 
 /// A reach and frequency report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReachReport {
     /// The media parties, in the collaboration's order.
     pub parties: Vec<String>,
@@ -372,7 +372,7 @@ pub async fn release_reach(
             frequency: FREQUENCY_BUCKETS
                 .iter()
                 .map(|b| FrequencyBucket {
-                    impressions: b,
+                    impressions: (*b).to_string(),
                     people: None,
                 })
                 .collect(),

@@ -1,7 +1,7 @@
 //! Asking the engine for released aggregates and reading its answers.
 
 use jingteng_engine::{Answer, Budget, Engine, ReleaseNote};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -9,7 +9,7 @@ use crate::{Error, Result};
 /// Which parties play the media and the retail role (their tables are
 /// `MEDIA.users`, `MEDIA.campaigns`, `MEDIA.exposures`, `MEDIA.holdout`,
 /// `RETAIL.users`, `RETAIL.orders`, as `jingteng synth` writes them).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sources {
     /// The media party (`social`).
     pub media: String,
@@ -52,7 +52,8 @@ impl Sources {
 }
 
 /// A campaign id, checked to be a plain token (it is written into SQL).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct CampaignId(String);
 
 impl CampaignId {
@@ -85,7 +86,7 @@ impl CampaignId {
 }
 
 /// One query a report was built from, and how its answer was released.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Released {
     /// What the figures are.
     pub what: String,
@@ -181,5 +182,13 @@ pub(crate) fn float(v: &Value, what: &str) -> Result<f64> {
             .as_f64()
             .ok_or_else(|| Error::Internal(format!("{what}: {n} is not a number"))),
         other => Err(Error::Internal(format!("{what}: {other} is not a number"))),
+    }
+}
+
+impl TryFrom<String> for CampaignId {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
     }
 }

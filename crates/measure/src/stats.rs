@@ -6,7 +6,7 @@
 //! minimum-detectable-effect calculator (Cohen's h). Checked against the golden
 //! vectors in REFERENCE.md (statsmodels).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -105,7 +105,7 @@ pub fn z_two_sided(level: f64) -> f64 {
 
 /// Successes out of trials, as released: possibly with discrete Laplace noise on
 /// either count (its scale; 0 for exact counts).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Proportion {
     /// Successes (conversions).
     pub successes: f64,
@@ -174,7 +174,7 @@ impl Proportion {
 }
 
 /// An estimate with its 95% interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// The point estimate.
     pub estimate: f64,
@@ -226,7 +226,7 @@ pub fn cohens_h(p1: f64, p2: f64) -> f64 {
 }
 
 /// A planned test: what a campaign with a holdout needs to detect its effect.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SampleSize {
     /// People needed in the test group.
     pub test: u64,
@@ -374,7 +374,7 @@ impl SeededRng {
 /// per-person value and the sum of its squares, with the scale of the discrete Laplace
 /// noise each was released with (0 when exact). Values in any unit (fen); squares in
 /// that unit squared.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ValueMoments {
     /// People in the group.
     pub people: f64,
@@ -406,7 +406,7 @@ impl ValueMoments {
 }
 
 /// Intervals of incremental value from [`value_bootstrap`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ValueLift {
     /// `mean_test − mean_control`: incremental value per person of the test group.
     pub per_person: Interval,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use jingteng_match::read::{ColumnReader, cell};
 use jingteng_psi::{Collaboration, DeviceKinds};
 use parquet::arrow::ArrowWriter;
@@ -52,10 +52,11 @@ enum Kind {
 
 impl Kind {
     fn data_type(self) -> DataType {
+        use jingteng_engine::policy::Role;
         match self {
-            Kind::Text => DataType::Utf8,
-            Kind::Integer => DataType::Int64,
-            Kind::Instant => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            Kind::Text => Role::Dimension.data_type(),
+            Kind::Integer => Role::Measure.data_type(),
+            Kind::Instant => Role::Timestamp.data_type(),
         }
     }
 

@@ -61,7 +61,10 @@ pub fn decode_contribution(
 ) -> std::result::Result<jingteng_match::PartyContribution, String> {
     netmatch::decode_contribution(bytes)
 }
-pub use remote::{InsightRequest, QueryReply, QueryRequest, insight_host, query_host};
+pub use remote::{
+    InsightRequest, MeasureRequest, QueryReply, QueryRequest, insight_host, measure_host,
+    query_host,
+};
 pub use retry::RetryPolicy;
 pub use server::{
     API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,

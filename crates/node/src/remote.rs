@@ -1,14 +1,15 @@
-//! Queries against the host of a collaboration: a member's analyst sends SQL over the
-//! node-to-node API; the host checks and answers it with its query engine over the
-//! joined view of the latest match, under the contract's privacy rules. The budget is
-//! per analyst, named `party:analyst` at the host, so that one member cannot spend
-//! another's.
+//! Queries against the host of a collaboration: a member's analyst sends SQL, a ready
+//! analysis or a measurement over the node-to-node API; the host checks and answers it
+//! with its query engine over the joined view of the latest match, under the
+//! contract's privacy rules. The budget is per analyst, named `party:analyst` at the
+//! host, so that one member cannot spend another's.
 
 use std::path::Path;
 
 use axum::http::StatusCode;
 use jingteng_engine::templates::{self, Insight, Released};
 use jingteng_engine::{Answer, Engine, Limits};
+use jingteng_measure::{Measure, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::ContractBody;
@@ -68,6 +69,17 @@ pub struct InsightRequest {
     pub analyst: String,
 }
 
+/// A measurement a member asks the host to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureRequest {
+    /// The measurement and its settings.
+    pub measure: Measure,
+    /// Who asks, within the calling member.
+    #[serde(default = "default_analyst")]
+    pub analyst: String,
+}
+
 /// A refusal or failure as the host sends it: (status, problem code, detail).
 type Problem = (StatusCode, &'static str, String);
 
@@ -75,14 +87,14 @@ fn internal(e: &dyn std::fmt::Display) -> Problem {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
-/// The engine over the host's joined view of collaboration `body`, and the budget key
-/// of `caller`'s `analyst`.
+/// The engine over the host's joined view of collaboration `body`, the view's
+/// description, and the budget key of `caller`'s `analyst`.
 async fn open_engine(
     dir: &Path,
     body: &ContractBody,
     caller: &str,
     analyst: &str,
-) -> std::result::Result<(Engine, String), Problem> {
+) -> std::result::Result<(Engine, jingteng_engine::ViewInfo, String), Problem> {
     if !valid_analyst(analyst) {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -108,7 +120,7 @@ async fn open_engine(
     let engine = Engine::open(&collab, &view, &info, catalog, Limits::default())
         .await
         .map_err(|e| internal(&e))?;
-    Ok((engine, format!("{caller}:{analyst}")))
+    Ok((engine, info, format!("{caller}:{analyst}")))
 }
 
 /// The host's answer to `caller`'s query on collaboration `body`.
@@ -118,7 +130,7 @@ pub(crate) async fn answer(
     caller: &str,
     req: QueryRequest,
 ) -> std::result::Result<QueryReply, Problem> {
-    let (engine, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
+    let (engine, _, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
     if req.explain {
         let approved = engine.approve(&req.sql).await.map_err(refusal)?;
         return Ok(QueryReply::Explain {
@@ -141,10 +153,28 @@ pub(crate) async fn answer_insight(
     caller: &str,
     req: InsightRequest,
 ) -> std::result::Result<Vec<Released>, Problem> {
-    let (mut engine, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
+    let (mut engine, _, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
     templates::insight(&mut engine, &req.insight, &analyst)
         .await
         .map_err(refusal)
+}
+
+/// The host's run of a measurement for `caller`.
+pub(crate) async fn answer_measure(
+    dir: &Path,
+    body: &ContractBody,
+    caller: &str,
+    req: MeasureRequest,
+) -> std::result::Result<Report, Problem> {
+    let (mut engine, info, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
+    req.measure
+        .run(&mut engine, &info, &analyst)
+        .await
+        .map_err(|e| match e {
+            jingteng_measure::Error::Engine(e) => refusal(e),
+            jingteng_measure::Error::Input(m) => (StatusCode::BAD_REQUEST, "bad-settings", m),
+            e => internal(&e),
+        })
 }
 
 /// How an engine error goes back to the member.
@@ -178,6 +208,15 @@ pub async fn insight_host(
     req: &InsightRequest,
 ) -> Result<Vec<Released>> {
     post_host(node, collaboration, "insight", req).await
+}
+
+/// Asks the host of `collaboration` to run a measurement, as [`query_host`] does.
+pub async fn measure_host(
+    node: &NodeDir,
+    collaboration: &str,
+    req: &MeasureRequest,
+) -> Result<Report> {
+    post_host(node, collaboration, "measure", req).await
 }
 
 async fn post_host<T: serde::de::DeserializeOwned>(

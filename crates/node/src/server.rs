@@ -178,6 +178,23 @@ async fn insight(
     }
 }
 
+/// A member's measurement on a collaboration this node hosts.
+async fn measure(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let (contract, req) = match host_request::<crate::MeasureRequest>(&state, &id, &peer, &body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match crate::remote::answer_measure(&state.dir, &contract, &peer.0, req).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
 /// A member's request to this node as the host of collaboration `id`: the contract and
 /// the decoded request, or the problem to answer.
 #[allow(clippy::result_large_err)]
@@ -250,6 +267,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/collaborations/{id}/insight",
             axum::routing::post(insight).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/v1/collaborations/{id}/measure",
+            axum::routing::post(measure).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
         )
         .route(
             "/v1/collaborations/{id}/query",

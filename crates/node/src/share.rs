@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use jingteng_engine::policy::Role;
 use jingteng_engine::view::{ROW, SharedTable};
 use jingteng_psi::Collaboration;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -84,20 +85,18 @@ pub(crate) fn expected_schema(
     fields.extend(
         t.dimensions
             .iter()
-            .map(|c| Field::new(c, DataType::Utf8, true)),
+            .map(|c| Field::new(c, Role::Dimension.data_type(), true)),
     );
     fields.extend(
         t.measures
             .iter()
-            .map(|c| Field::new(c, DataType::Int64, true)),
+            .map(|c| Field::new(c, Role::Measure.data_type(), true)),
     );
-    fields.extend(t.timestamps.iter().map(|c| {
-        Field::new(
-            c,
-            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-            true,
-        )
-    }));
+    fields.extend(
+        t.timestamps
+            .iter()
+            .map(|c| Field::new(c, Role::Timestamp.data_type(), true)),
+    );
     Some(Arc::new(Schema::new(fields)))
 }
 

@@ -42,6 +42,51 @@ async fn plain(dir: &Path, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first place where two JSON values differ: its path and both values (numbers
+/// equal to 12 significant digits are equal).
+fn difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).find_map(|k| {
+            difference(
+                &x[k],
+                y.get(k).unwrap_or(&Value::Null),
+                &format!("{path}.{k}"),
+            )
+        }),
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (x, y))| difference(x, y, &format!("{path}[{i}]"))),
+        // JSON numbers read back may be one unit in the last place off.
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            ((x - y).abs() > 1e-12 * x.abs().max(y.abs())).then(|| format!("{path}: {x} vs {y}"))
+        }
+        _ => (a != b).then(|| format!("{path}: {a} vs {b}")),
+    }
+}
+
+/// The columns and types of `SELECT …` over a joined view in `dir`.
+async fn plain_types(dir: &Path, sql: &str) -> Vec<String> {
+    use jingteng_engine::datafusion::prelude::SessionContext;
+    let info = jingteng_engine::view::load(dir).unwrap();
+    let ctx = SessionContext::new();
+    jingteng_engine::register_view(&ctx, dir, &info)
+        .await
+        .unwrap();
+    let df = ctx.sql(sql).await.unwrap();
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect()
+}
+
 async fn node(root: &Path, party: &str) -> (NodeDir, TcpListener) {
     let dir = root.join(party);
     init(&dir, party).unwrap();
@@ -205,6 +250,14 @@ async fn three_nodes_match_like_local_mode() {
     let info = jingteng_engine::view::load(&view).unwrap();
     assert_eq!(info.tables.len(), 7);
     for t in &info.tables {
+        // The same columns of the same types (a timestamp's unit included).
+        let types = format!("SELECT * FROM {} LIMIT 1", t.name);
+        assert_eq!(
+            plain_types(&view, &types).await,
+            plain_types(&local_state, &types).await,
+            "{}",
+            t.name
+        );
         let sql = if t.name == "social.campaigns" {
             format!("SELECT COUNT(*), SUM(spend_fen) FROM {}", t.name)
         } else {
@@ -272,6 +325,61 @@ async fn three_nodes_match_like_local_mode() {
         }
         other => panic!("not refused: {other:?}"),
     }
+    // A member's measurements at the host equal local mode's, figure for figure.
+    let mut engine = engine;
+    let local_info = jingteng_engine::view::load(&local_state).unwrap();
+    let measures = [
+        jingteng_measure::Measure::Attribution {
+            settings: Default::default(),
+            campaign: None,
+            by: vec![jingteng_measure::Dimension::Placement],
+        },
+        jingteng_measure::Measure::Lift {
+            settings: Default::default(),
+            campaign: None,
+        },
+        jingteng_measure::Measure::Reach { campaign: None },
+    ];
+    for m in measures {
+        let req = jingteng_node::MeasureRequest {
+            measure: m.clone(),
+            analyst: "alice".into(),
+        };
+        let there = jingteng_node::measure_host(&brand, "synth-6", &req)
+            .await
+            .unwrap();
+        let here = m.run(&mut engine, &local_info, "alice").await.unwrap();
+        let (there, here) = (
+            serde_json::to_value(there).unwrap(),
+            serde_json::to_value(here).unwrap(),
+        );
+        assert!(there["campaigns"].as_array().is_some_and(|c| !c.is_empty()));
+        assert_eq!(
+            difference(&there, &here, ""),
+            None,
+            "{} at the host vs local mode",
+            there["kind"]
+        );
+    }
+    // A setting out of range is refused by the host with what is wrong.
+    let req = jingteng_node::MeasureRequest {
+        measure: jingteng_measure::Measure::Lift {
+            settings: jingteng_measure::LiftSettings {
+                bootstrap_draws: u32::MAX,
+                ..Default::default()
+            },
+            campaign: None,
+        },
+        analyst: "alice".into(),
+    };
+    match jingteng_node::measure_host(&brand, "synth-6", &req).await {
+        Err(jingteng_node::Error::Remote { code, detail, .. }) => {
+            assert_eq!(code, "bad-settings", "{detail}");
+            assert!(detail.contains("bootstrap draws"), "{detail}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+
     // The host audited the query under the member's analyst.
     assert!(
         retail
