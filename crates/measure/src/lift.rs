@@ -58,6 +58,8 @@ impl Default for LiftSettings {
 /// The holdout outcomes over the raw view: `person, campaign_id, grp, converted,
 /// value_fen`.
 fn outcomes_sql(s: &LiftSettings, src: &Sources) -> String {
+    // Campaign days are dates in a local view and ISO date text in a networked host's
+    // view (imported from the members' files): CAST(… AS DATE) reads both.
     let (holdout, users, campaigns, orders) = (
         src.t(true, "holdout"),
         src.t(false, "users"),
@@ -68,8 +70,8 @@ fn outcomes_sql(s: &LiftSettings, src: &Sources) -> String {
     format!(
         "WITH c AS (
             SELECT campaign_id, brand,
-                   CAST(CAST(start_date AS INT) AS BIGINT) * 86400 - {off} AS from_s,
-                   (CAST(CAST(end_date AS INT) AS BIGINT) + 1 + {tail}) * 86400 - {off} AS to_s
+                   CAST(CAST(CAST(start_date AS DATE) AS INT) AS BIGINT) * 86400 - {off} AS from_s,
+                   (CAST(CAST(CAST(end_date AS DATE) AS INT) AS BIGINT) + 1 + {tail}) * 86400 - {off} AS to_s
             FROM {campaigns}
         ),
         o AS (SELECT person, brand, CAST(ts AS BIGINT) AS s, amount_fen FROM {orders}),

@@ -77,7 +77,7 @@ fn internal(e: &dyn std::fmt::Display) -> Problem {
 
 /// The engine over the host's joined view of collaboration `body`, and the budget key
 /// of `caller`'s `analyst`.
-async fn open_engine(
+pub(crate) async fn open_engine(
     dir: &Path,
     body: &ContractBody,
     caller: &str,
@@ -148,7 +148,7 @@ pub(crate) async fn answer_insight(
 }
 
 /// How an engine error goes back to the member.
-fn refusal(e: jingteng_engine::Error) -> Problem {
+pub(crate) fn refusal(e: jingteng_engine::Error) -> Problem {
     use jingteng_engine::Error as E;
     let (status, code) = match &e {
         E::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
