@@ -210,12 +210,12 @@ fn attributed_sql(s: &AttributionSettings, src: &Sources) -> String {
     };
     format!(
         "WITH o AS (
-            SELECT person, ts AS order_ts, CAST(ts AS BIGINT) AS order_s, brand, channel, amount_fen,
+            SELECT person, ts AS order_ts, to_unixtime(ts) AS order_s, brand, channel, amount_fen,
                    row_number() OVER (PARTITION BY person ORDER BY ts, brand, sku, amount_fen, channel, store_id) AS order_no
             FROM {orders}
         ),
         t AS (
-            SELECT e.person, e.campaign_id, CAST(e.ts AS BIGINT) AS touch_s, e.placement, e.kind, c.brand
+            SELECT e.person, e.campaign_id, to_unixtime(e.ts) AS touch_s, e.placement, e.kind, c.brand
             FROM {exposures} e JOIN {campaigns} c ON e.campaign_id = c.campaign_id
             WHERE e.kind = 'click' OR e.kind = 'impression'
         ),

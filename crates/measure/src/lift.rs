@@ -74,7 +74,7 @@ fn outcomes_sql(s: &LiftSettings, src: &Sources) -> String {
                    (CAST(CAST(CAST(end_date AS DATE) AS INT) AS BIGINT) + 1 + {tail}) * 86400 - {off} AS to_s
             FROM {campaigns}
         ),
-        o AS (SELECT person, brand, CAST(ts AS BIGINT) AS s, amount_fen FROM {orders}),
+        o AS (SELECT person, brand, to_unixtime(ts) AS s, amount_fen FROM {orders}),
         h AS (
             SELECT h.person, h.campaign_id, h.grp, c.brand, c.from_s, c.to_s
             FROM {holdout} h

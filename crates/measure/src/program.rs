@@ -106,7 +106,7 @@ pub struct ProgramReport {
 
 fn month_sql(ts: &str, off: i64) -> String {
     format!(
-        "arrow_cast(to_char(CAST(to_timestamp_seconds(CAST({ts} AS BIGINT) + {off}) AS DATE), '%Y-%m'), 'Utf8')"
+        "arrow_cast(to_char(CAST(to_timestamp_seconds(to_unixtime({ts}) + {off}) AS DATE), '%Y-%m'), 'Utf8')"
     )
 }
 
