@@ -262,6 +262,7 @@
       'budget.last': 'Last',
       'budget.you': 'this session',
       'budget.none': 'No DP query has been charged in this collaboration yet.',
+      'budget.not_charged': 'not charged: exact release (threshold mode)',
       'budget.member': 'The ledger is kept by the host, {host}: this node\'s analysts spend their budget there. Below, the budget the host reported with its latest answers to this dashboard.',
       'budget.seen_none': 'The host has reported no budget to this dashboard yet (open Insight first).',
     },
@@ -513,6 +514,7 @@
       'budget.last': '最近',
       'budget.you': '当前会话',
       'budget.none': '本协作尚未扣除任何差分隐私查询的预算。',
+      'budget.not_charged': '不扣预算：精确发布（阈值模式）',
       'budget.member': '预算台账由主持方 {host} 保存：本节点的分析师在主持方消耗预算。下方为主持方随最近答复向本控制台报告的预算。',
       'budget.seen_none': '主持方尚未向本控制台报告预算（请先打开“洞察”页）。',
     },
@@ -657,11 +659,10 @@
 
   // ---------------------------------------------------------------------------
   // Pages. Later capabilities add their page here, one entry each, e.g.
-  //   { id: 'insight', render: renderInsight }      overlap, profiles, 4A funnel
   //   { id: 'audiences', render: renderAudiences }  sizes, versions, create
-  //   { id: 'campaigns', render: renderCampaigns }  attribution, lift, reach
-  //   { id: 'budget', render: renderBudget }        remaining privacy budget
-  // with 'nav.<id>' and the page's strings in I18N.
+  // with 'nav.<id>' and the page's strings in I18N. Insight (overlap, profile,
+  // cross-purchase, 4A funnel and flows), Campaigns (attribution, lift, reach) and
+  // Privacy budget are here.
 
   const PAGES = [
     { id: 'overview', render: renderOverview },
@@ -1020,7 +1021,9 @@
       : t('cap.mode_threshold', { k: p.min_people });
   }
 
-  function budgetLine(b) {
+  // The analyst's budget (DP mode; threshold mode spends none).
+  function budgetLine(b, privacy) {
+    if (privacy && privacy.mode !== 'dp') return t('budget.not_charged');
     return b ? t('cap.budget_left', { spent: fmt(b.spent), limit: fmt(b.limit), left: fmt(b.remaining) }) : t('none');
   }
 
@@ -1084,7 +1087,7 @@
         [t('cap.collaboration'), d.collaboration],
         [t('cap.mode'), modeLine(d.privacy)],
         [t('cap.analyst'), code(operatorOrAnalyst)],
-        [t('cap.budget'), budgetLine(d.budget)],
+        [t('cap.budget'), budgetLine(d.budget, d.privacy)],
         [t('cap.computed'), when(d.computed_ms)],
       ]),
       h('p', { class: 'muted' }, d.is_host ? t('cap.host_here') : t('cap.asked_host', { host: d.host })),
@@ -1271,7 +1274,7 @@
     const head = [
       [t('cap.collaboration'), d.collaboration],
       [t('cap.analyst'), code(d.analyst)],
-      [t('cap.budget'), budgetLine(d.budget)],
+      [t('cap.budget'), budgetLine(d.budget, d.privacy)],
       [t('cap.computed'), when(d.computed_ms)],
     ];
     if (at && at.settings) {

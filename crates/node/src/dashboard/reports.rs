@@ -550,11 +550,13 @@ async fn campaigns_json(
     let analyst = analyst_of(role);
     let party = node.config().party.clone();
     let key = format!("{party}:{analyst}");
+    let policy = Policy::from_collab(&collab.spec);
     let head = json!({
         "collaboration": collab.id(),
         "collaborations": collab.all,
         "host": collab.host(),
         "analyst": key,
+        "privacy": policy.combined(policy.tables.keys().map(String::as_str)),
     });
     if collab.host() != party {
         let mut v = head;
