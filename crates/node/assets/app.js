@@ -166,6 +166,9 @@
       'cap.error': '{code}: {detail}',
       'cap.nothing': 'Nothing released: every group covers too few people (or none cleared the noisy threshold).',
       'cap.apply': 'Apply',
+      'model.last-touch': 'last touch',
+      'model.first-touch': 'first touch',
+      'model.linear': 'linear',
       'cap.budget': 'Privacy budget',
       'camp.releases_dp': 'Released by the engine: {n} queries under differential privacy; groups whose noisy people count did not clear the threshold are left out unseen.',
       'camp.none_campaign_dp': 'Nothing released for {c}: no group cleared the noisy threshold.',
@@ -418,6 +421,9 @@
       'cap.error': '{code}：{detail}',
       'cap.nothing': '没有可发布的结果：每个分组覆盖的人数都太少（或均未超过加噪阈值）。',
       'cap.apply': '应用',
+      'model.last-touch': '末次触点',
+      'model.first-touch': '首次触点',
+      'model.linear': '线性分配',
       'cap.budget': '隐私预算',
       'camp.releases_dp': '由引擎发布：{n} 次差分隐私查询；加噪人数未超过阈值的分组被略去，不可见。',
       'camp.none_campaign_dp': '{c} 没有可发布的结果：没有分组超过加噪阈值。',
@@ -1071,7 +1077,8 @@
     const ofSelect = h('select', { id: 'insight-of' },
       [h('option', { value: '', selected: !d.choice.of }, t('insight.of_none'))].concat(
         d.parties.map((p) => h('option', { value: p, selected: p === d.choice.of }, p))));
-    const brandInput = h('input', { id: 'insight-brand', type: 'text', value: d.choice.brand, size: 12, maxlength: 64 });
+    const brandInput = h('input', { id: 'insight-brand', type: 'text', value: d.choice.brand, size: 12, maxlength: 64, list: 'insight-brands' });
+    const brands = h('datalist', { id: 'insight-brands' }, (d.brands || []).map((b) => h('option', { value: b })));
     const apply = h('button', {
       type: 'button',
       class: 'primary',
@@ -1094,7 +1101,7 @@
       h('div', { class: 'actions choices' },
         h('label', {}, t('insight.dimension'), ' ', dimSelect),
         h('label', {}, t('insight.of'), ' ', ofSelect),
-        h('label', {}, t('insight.brand'), ' ', brandInput),
+        h('label', {}, t('insight.brand'), ' ', brandInput, brands),
         apply),
       h('p', { class: 'muted' }, t('cap.free_again'))));
 
@@ -1280,7 +1287,7 @@
     if (at && at.settings) {
       const s = at.settings;
       head.splice(1, 0, [t('camp.attr_title'), t('camp.settings', {
-        model: s.model, click: s.click_window_s / 86400, view: s.view_window_s / 3600, cap: s.cap,
+        model: I18N.en['model.' + s.model] ? t('model.' + s.model) : s.model, click: s.click_window_s / 86400, view: s.view_window_s / 3600, cap: s.cap,
       })]);
     }
     main.append(card(null, null,

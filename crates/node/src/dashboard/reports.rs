@@ -285,6 +285,25 @@ fn default_profile(dims: &[String], host: &str) -> (Option<String>, Option<Strin
 /// The funnel's brand unless told otherwise: the template's default.
 const DEFAULT_BRAND: &str = "Aurora";
 
+/// The funnel's brands to pick from: the campaign table's (no data about people, so
+/// released exactly and free), when the spec has the table the funnel reads.
+const BRANDS_SQL: &str = "SELECT DISTINCT brand FROM social.campaigns ORDER BY brand";
+
+fn has_brands(policy: &Policy) -> bool {
+    policy
+        .tables
+        .get("social.campaigns")
+        .is_some_and(|t| !t.about_people && t.columns.contains_key("brand"))
+}
+
+fn brand_list(answer: &jingteng_engine::Answer) -> Vec<Value> {
+    answer
+        .rows
+        .iter()
+        .filter_map(|r| r.first().filter(|v| v.is_string()).cloned())
+        .collect()
+}
+
 /// `GET /api/insight[?collab=ID][&dimension=party.table.column][&of=PARTY][&brand=B]`:
 /// the ready analyses, released as `jingteng insight` releases them.
 pub(super) async fn insight(
@@ -420,7 +439,14 @@ async fn insight_json(
                 .map_err(|e| internal(remote::refusal(e).2))?,
         )
         .map_err(internal)?;
-        let v = insight_reply(
+        let mut brands = Vec::new();
+        if has_brands(&policy) {
+            match engine.query(BRANDS_SQL, &key).await {
+                Ok(a) => brands = brand_list(&a),
+                Err(_) => failed = true,
+            }
+        }
+        let mut v = insight_reply(
             &collab,
             &key,
             true,
@@ -434,6 +460,7 @@ async fn insight_json(
             &policy,
             computed_ms,
         );
+        v["brands"] = json!(brands);
         if !failed {
             state.reports.put(memo, v.clone());
         }
@@ -459,8 +486,21 @@ async fn insight_json(
     }
     state.reports.saw_budget(collab.id(), &key, &last_budget);
     budget = last_budget;
+    let mut brands = Vec::new();
+    if has_brands(&policy) {
+        let req = remote::QueryRequest {
+            sql: BRANDS_SQL.into(),
+            analyst: analyst.to_string(),
+            explain: false,
+        };
+        if let Ok(remote::QueryReply::Answer(a)) =
+            remote::query_host(&node, collab.id(), &req).await
+        {
+            brands = brand_list(&a);
+        }
+    }
     computed_ms = now_ms().max(computed_ms);
-    Ok(insight_reply(
+    let mut v = insight_reply(
         &collab,
         &key,
         false,
@@ -473,7 +513,9 @@ async fn insight_json(
         &budget,
         &policy,
         computed_ms,
-    ))
+    );
+    v["brands"] = json!(brands);
+    Ok(v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -838,6 +880,9 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(first["budget"]["spent"], 4.0);
+        // The funnel's brands to pick from: the campaign table's, free (no people).
+        let brands = first["brands"].as_array().unwrap();
+        assert!(brands.contains(&json!("Aurora")) && brands.len() > 5, "{brands:?}");
 
         // A new dashboard (nothing in memory): the engine serves every answer from its
         // cache, and nothing more is charged.
