@@ -882,7 +882,10 @@ mod tests {
         assert_eq!(first["budget"]["spent"], 4.0);
         // The funnel's brands to pick from: the campaign table's, free (no people).
         let brands = first["brands"].as_array().unwrap();
-        assert!(brands.contains(&json!("Aurora")) && brands.len() > 5, "{brands:?}");
+        assert!(
+            brands.contains(&json!("Aurora")) && brands.len() > 5,
+            "{brands:?}"
+        );
 
         // A new dashboard (nothing in memory): the engine serves every answer from its
         // cache, and nothing more is charged.
@@ -926,6 +929,50 @@ mod tests {
         assert_eq!(analyst["analyst"], "retail:analyst");
         assert_eq!(analyst["budget"]["spent"], 4.0);
 
+        // The campaign reports spend the analyst's budget too; once it is spent, a new
+        // figure is refused with the budget shown, and the rest of the page still shows
+        // (cached answers are free).
+        let (status, c) = get(&host, "/api/campaigns", Role::Analyst).await;
+        assert_eq!(status, StatusCode::OK, "{c}");
+        for part in ["attribution", "lift", "reach"] {
+            assert!(c[part]["released"].is_array(), "{part}: {}", c[part]);
+        }
+        let spent = c["budget"]["spent"].as_f64().unwrap();
+        assert!(spent > 4.0 && spent <= 8.0, "{spent}");
+        let mut refused = None;
+        for dim in [
+            "retail.users.region",
+            "retail.users.gender",
+            "retail.users.age_band",
+            "social.users.gender",
+            "social.users.city_tier",
+            "social.users.interest",
+            "brand.crm.tier",
+            "retail.orders.channel",
+            "retail.orders.category",
+        ] {
+            let (status, v) = get(
+                &host,
+                &format!("/api/insight?dimension={dim}&of="),
+                Role::Analyst,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            if let Some(code) = v["parts"]["profile"]["error"]["code"].as_str() {
+                assert_eq!(code, "budget-exhausted", "{v}");
+                let detail = v["parts"]["profile"]["error"]["detail"].as_str().unwrap();
+                assert!(detail.contains("left"), "{detail}");
+                assert!(
+                    v["parts"]["overlap"]["steps"].is_array(),
+                    "cached: still shown"
+                );
+                refused = Some(v["budget"]["spent"].as_f64().unwrap());
+                break;
+            }
+        }
+        let spent = refused.expect("the budget ran out");
+        assert!(spent <= 10.0 && spent > 9.0, "{spent}");
+
         // The ledger per analyst, and the contract's settings.
         let (_, b) = get(&host, "/api/budget", Role::Analyst).await;
         assert_eq!(b["you"], "retail:analyst");
@@ -941,8 +988,9 @@ mod tests {
         assert_eq!(by["retail:operator"]["charged"], 4.5);
         assert_eq!(by["retail:operator"]["remaining"], 5.5);
         assert_eq!(by["retail:operator"]["queries"], 9);
-        assert_eq!(by["retail:analyst"]["charged"], 4.0);
-        assert_eq!(by["retail:analyst"]["history"].as_array().unwrap().len(), 8);
+        assert_eq!(by["retail:analyst"]["charged"], spent);
+        assert_eq!(by["retail:analyst"]["reserved"], 0.0);
+        assert!(by["retail:analyst"]["remaining"].as_f64().unwrap() < 1.0);
 
         // Bad choices are refused, naming what is allowed; nothing is charged.
         for (uri, code) in [
