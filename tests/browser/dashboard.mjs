@@ -154,6 +154,13 @@ async function capabilities(p, party, node, isHost, hostNode) {
     for (const s of ['Attribution per campaign', 'Reach per campaign', 'Incremental lift from the holdout', 'C01', 'Stands on']) {
       need(text.includes(s), `${party} #/campaigns: no "${s}" on the page`);
     }
+    // Another campaign's breakdowns and frequency, from the same reports (free).
+    const spent = await charged(hostNode, analyst);
+    await p.selectOption('#campaign-picker', 'C07');
+    await p.waitForFunction(() => document.querySelector('main').dataset.ready === 'ok'
+      && (document.querySelector('main').innerText || '').includes('Frequency of C07'), null, { timeout: 30000 });
+    need(await charged(hostNode, analyst) === spent, `${party}: picking a campaign spent budget`);
+    await shot(p, `${party}-campaigns-C07-en`);
   } else {
     need(await p.$('#campaigns-ask-host'), `${party} #/campaigns: no note to ask the host`);
   }
@@ -236,6 +243,12 @@ async function analyst(browser, party, node) {
   const disabled = await p.$eval('#audit-verify', (b) => b.disabled);
   need(disabled, `${party}: the analyst can press the operator's button`);
   await shot(p, `${party}-audit-analyst-en`);
+  // The analyst sees insight too, charged to the analyst's own budget.
+  await p.click('nav a[data-page="insight"]');
+  await checkPage(p, party, 'insight', 5);
+  const text = await p.$eval('main', (m) => m.innerText);
+  need(text.includes(party + ':analyst'), `${party} #/insight: the analyst's budget key is not shown`);
+  need(await charged(node, party + ':analyst') > 0, `${party}: nothing charged to ${party}:analyst`);
   await context.close();
   // A browser that never had the token (no cookie): no page.
   const fresh = await browser.newContext({ viewport: { width: 1360, height: 600 } });
