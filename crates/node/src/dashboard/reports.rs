@@ -849,6 +849,32 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn the_pages_need_a_token_and_an_active_collaboration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("retail");
+        crate::init(&dir, "retail").unwrap();
+        let node = NodeDir::open(&dir).unwrap();
+        for page in ["/api/insight", "/api/campaigns", "/api/budget"] {
+            let (status, v) = get_with(super::super::router(&node).unwrap(), page, "an_nope").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+            assert_eq!(v["type"], "urn:jingteng:error:unauthorised", "{page}");
+            let (status, v) = get(&node, page, Role::Analyst).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+            assert_eq!(v["type"], "urn:jingteng:error:no-collaboration", "{page}");
+            assert!(
+                v["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no active collaboration"),
+                "{v}"
+            );
+            let (status, v) = get(&node, &format!("{page}?collab=a%2Fb"), Role::Analyst).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+            assert_eq!(v["type"], "urn:jingteng:error:bad-parameter", "{page}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn insight_under_dp_spends_once_and_is_free_on_every_reload() {
         let (_tmp, host, member) = collaboration("dp").await;
