@@ -982,6 +982,8 @@
   const yuan = (fen) => (fen === null || fen === undefined ? t('none') : (fen / 100).toLocaleString(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
   const pp = (x) => (x === null || x === undefined ? t('none') : (x >= 0 ? '+' : '') + (100 * x).toFixed(2) + 'pt');
   const month = (s) => String(s).slice(0, 7);
+  // Tooltips are HTML: data in them (categories, ids) is escaped first.
+  const esc = (x) => String(x).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
   const stageName = (s) => (I18N.en['stage.' + s] ? t('stage.' + s) : s);
   const STAGES = ['aware', 'appeal', 'act', 'advocate'];
   const STAGE_COLOR = { aware: '#0052d9', appeal: '#8b5cf6', act: '#f59e0b', advocate: '#d7261e', none: '#cbd5e1' };
@@ -1180,8 +1182,8 @@
       const max = Math.max(1, ...a.rows.map((r) => Number(r[2]) || 0));
       grid.push(card(t('insight.cross_title'), t('insight.cross_sub'), a.rows.length ? chart({
         tooltip: {
-          formatter: (p) => t('insight.bought') + ' ' + cats[p.value[1]] + ' · ' + t('insight.also') + ' '
-            + cats[p.value[0]] + ': <b>' + num(p.value[2]) + '</b>',
+          formatter: (p) => esc(t('insight.bought') + ' ' + cats[p.value[1]] + ' · ' + t('insight.also') + ' '
+            + cats[p.value[0]]) + ': <b>' + num(p.value[2]) + '</b>',
         },
         grid: { left: 110, right: 16, top: 8, bottom: 96 },
         xAxis: { type: 'category', data: cats, name: t('insight.also'), nameLocation: 'middle', nameGap: 78, axisLabel: { rotate: 40 }, splitArea: { show: true } },
@@ -1385,7 +1387,7 @@
           formatter: (ps) => {
             const c = withLift[ps[0].dataIndex];
             const i = c.itt_difference;
-            return c.campaign_id + '<br>' + pp(i.estimate) + ' [' + pp(i.low) + ', ' + pp(i.high) + ']';
+            return esc(c.campaign_id) + '<br>' + pp(i.estimate) + ' [' + pp(i.low) + ', ' + pp(i.high) + ']';
           },
         },
         grid: { left: 64, right: 16, top: 16, bottom: 32 },
