@@ -18,10 +18,14 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const PAGES = ['overview', 'match', 'jobs', 'audit', 'datasets'];
-// Charts each page must show at the host (members host no match runs).
-const HOST_CHARTS = { overview: 0, match: 3, jobs: 1, audit: 1, datasets: 1 };
-const MEMBER_CHARTS = { overview: 0, match: 0, jobs: 0, audit: 1, datasets: 1 };
+const PAGES = ['overview', 'match', 'insight', 'campaigns', 'budget', 'jobs', 'audit', 'datasets'];
+// Charts each page must show at the host (members host no match runs and ask the host
+// for insight; campaign reports are the host's). Insight: overlap, profile,
+// cross-purchase, 4A funnel, month-to-month flows. Campaigns: attribution (spend and
+// attributed GMV), reach (a tiny world under DP releases no lift or breakdown: the
+// page says so). Budget: per analyst, over time (at a member: what the host reported).
+const HOST_CHARTS = { overview: 0, match: 3, insight: 5, campaigns: 2, budget: 2, jobs: 1, audit: 1, datasets: 1 };
+const MEMBER_CHARTS = { overview: 0, match: 0, insight: 5, campaigns: 0, budget: 1, jobs: 0, audit: 1, datasets: 1 };
 
 function fail(message) {
   throw new Error(message);
@@ -82,7 +86,10 @@ async function checkPage(p, party, page, minCharts) {
     const canvas = el.querySelector('canvas');
     if (!canvas || canvas.width === 0 || canvas.height === 0) return { ok: false, why: 'no canvas drawn' };
     const series = inst.getOption().series || [];
-    const values = series.flatMap((s) => (s.data || []).map((d) => (d !== null && typeof d === 'object' ? d.value : d)));
+    // A point is a number, {value}, or [x, y, …, value] (heat map, time axis, whiskers);
+    // a sankey's figures are its links'.
+    const value = (d) => (Array.isArray(d) ? d[d.length - 1] : d !== null && typeof d === 'object' ? d.value : d);
+    const values = series.flatMap((s) => (s.data || []).concat(s.links || []).map(value)).filter((v) => v !== undefined);
     if (!series.length) return { ok: false, why: 'no series' };
     if (!values.length) return { ok: false, why: 'series without data' };
     if (!values.some((v) => Number(v) > 0)) return { ok: false, why: 'every value is 0' };
@@ -104,7 +111,67 @@ async function navigate(p, page) {
   await p.click(`nav a[data-page="${page}"]`);
 }
 
-async function browse(browser, party, node, isHost) {
+// ε charged to `analyst` in the host's ledger (read with the host's analyst token).
+async function charged(hostNode, analyst) {
+  const r = await fetch(new URL('/api/budget', hostNode.url), { headers: { Authorization: 'Bearer ' + hostNode.analyst } });
+  need(r.ok, `GET /api/budget at the host answered ${r.status}`);
+  const b = await r.json();
+  const a = b.analysts.find((x) => x.analyst === analyst);
+  return a ? a.charged : 0;
+}
+
+// The insight, campaign and budget pages: real released figures, each saying how it was
+// released; opening a page again spends nothing; a new choice is a new query.
+async function capabilities(p, party, node, isHost, hostNode) {
+  const analyst = party + ':operator';
+  const before = await charged(hostNode, analyst);
+  need(before > 0, `${party}: the insight page charged nothing to ${analyst} in the host's ledger`);
+  await navigate(p, 'insight');
+  await checkPage(p, party, 'insight', 5);
+  let text = await p.$eval('main', (m) => m.innerText);
+  for (const s of ['retail ∩ social', 'Aurora', 'Noised: discrete Laplace', 'from the cache: no budget spent',
+    isHost ? 'Computed by this node, the host' : 'Asked of the host retail over mutual TLS']) {
+    need(text.includes(s), `${party} #/insight: no "${s}" on the page`);
+  }
+  const again = await charged(hostNode, analyst);
+  need(again === before, `${party}: opening the insight page again spent ε ${again - before}`);
+  // A new profile: retail's member levels, everyone.
+  await p.selectOption('#insight-dimension', 'retail.users.level');
+  await p.selectOption('#insight-of', '');
+  await p.click('#insight-apply');
+  await p.waitForFunction(() => document.querySelector('main').dataset.ready === 'ok'
+    && (document.querySelector('main').innerText || '').includes('people by retail.users.level'), null, { timeout: 30000 });
+  await checkPage(p, party, 'insight', 5);
+  const after = await charged(hostNode, analyst);
+  need(Math.abs(after - before - 0.5) < 1e-9, `${party}: a new profile charged ε ${after - before}, not 0.5`);
+  await shot(p, `${party}-insight-level-en`);
+  log(`ok  ${party} #/insight: DP figures with their noise, free on reopening, ε 0.5 for a new profile (${analyst}: ${after})`);
+
+  await navigate(p, 'campaigns');
+  await checkPage(p, party, 'campaigns', isHost ? 2 : 0);
+  text = await p.$eval('main', (m) => m.innerText);
+  if (isHost) {
+    for (const s of ['Attribution per campaign', 'Reach per campaign', 'Incremental lift from the holdout', 'C01', 'Stands on']) {
+      need(text.includes(s), `${party} #/campaigns: no "${s}" on the page`);
+    }
+    // Another campaign's breakdowns and frequency, from the same reports (free).
+    const spent = await charged(hostNode, analyst);
+    await p.selectOption('#campaign-picker', 'C07');
+    await p.waitForFunction(() => document.querySelector('main').dataset.ready === 'ok'
+      && (document.querySelector('main').innerText || '').includes('Frequency of C07'), null, { timeout: 30000 });
+    need(await charged(hostNode, analyst) === spent, `${party}: picking a campaign spent budget`);
+    await shot(p, `${party}-campaigns-C07-en`);
+  } else {
+    need(await p.$('#campaigns-ask-host'), `${party} #/campaigns: no note to ask the host`);
+  }
+  await navigate(p, 'budget');
+  await checkPage(p, party, 'budget', isHost ? 2 : 1);
+  text = await p.$eval('main', (m) => m.innerText);
+  need(text.includes(analyst), `${party} #/budget: ${analyst} is not shown`);
+  log(`ok  ${party} #/campaigns and #/budget`);
+}
+
+async function browse(browser, party, node, isHost, hostNode) {
   const expected = isHost ? HOST_CHARTS : MEMBER_CHARTS;
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
   const p = await context.newPage();
@@ -131,10 +198,12 @@ async function browse(browser, party, node, isHost) {
   }
   // Every label switched: the navigation and the page's headings are Chinese.
   const nav = await p.$$eval('nav a', (as) => as.map((a) => a.textContent));
-  need(nav.join(',') === '概览,匹配,任务,审计日志,数据集', `${party}: navigation in Chinese is ${nav}`);
+  need(nav.join(',') === '概览,匹配,洞察,营销活动,隐私预算,任务,审计日志,数据集', `${party}: navigation in Chinese is ${nav}`);
   await p.click('#lang');
   await p.waitForFunction(() => document.documentElement.lang === 'en'
     && document.querySelector('nav a[data-page="overview"]').textContent === 'Overview');
+
+  await capabilities(p, party, node, isHost, hostNode);
 
   if (isHost) {
     // The match page names the collaboration's members and every set of parties.
@@ -174,6 +243,12 @@ async function analyst(browser, party, node) {
   const disabled = await p.$eval('#audit-verify', (b) => b.disabled);
   need(disabled, `${party}: the analyst can press the operator's button`);
   await shot(p, `${party}-audit-analyst-en`);
+  // The analyst sees insight too, charged to the analyst's own budget.
+  await p.click('nav a[data-page="insight"]');
+  await checkPage(p, party, 'insight', 5);
+  const text = await p.$eval('main', (m) => m.innerText);
+  need(text.includes(party + ':analyst'), `${party} #/insight: the analyst's budget key is not shown`);
+  need(await charged(node, party + ':analyst') > 0, `${party}: nothing charged to ${party}:analyst`);
   await context.close();
   // A browser that never had the token (no cookie): no page.
   const fresh = await browser.newContext({ viewport: { width: 1360, height: 600 } });
@@ -194,7 +269,7 @@ async function main() {
   });
   try {
     for (const [party, node] of Object.entries(config.nodes)) {
-      await browse(browser, party, node, party === config.host);
+      await browse(browser, party, node, party === config.host, config.nodes[config.host]);
     }
     await analyst(browser, config.host, config.nodes[config.host]);
   } finally {

@@ -206,6 +206,21 @@ pub struct ForgetRequest {
     pub created_ms: i64,
 }
 
+/// One line of the privacy-budget ledger: ε reserved for one query of one analyst.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetEntry {
+    /// Who asked (at a host, `party:analyst`).
+    pub analyst: String,
+    /// ε of the query.
+    pub epsilon: f64,
+    /// `reserved` (the query runs), `charged` (released) or `refunded` (it failed).
+    pub state: String,
+    /// Reserved, Unix ms.
+    pub created_ms: i64,
+    /// Last settled, Unix ms.
+    pub updated_ms: i64,
+}
+
 /// A dataset version as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatasetVersion {
@@ -474,6 +489,25 @@ impl Catalog {
             params![collaboration, analyst],
             |r| r.get(0),
         )?)
+    }
+
+    /// The budget ledger of a collaboration, oldest first: every reservation of every
+    /// analyst with its state (what the dashboard's privacy-budget page shows).
+    pub fn budget_entries(&self, collaboration: &str) -> Result<Vec<BudgetEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT analyst, epsilon, state, created_ms, updated_ms FROM budget_ledger
+             WHERE collaboration = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![collaboration], |r| {
+            Ok(BudgetEntry {
+                analyst: r.get(0)?,
+                epsilon: r.get(1)?,
+                state: r.get(2)?,
+                created_ms: r.get(3)?,
+                updated_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Reserves `epsilon` of an analyst's budget before a query runs. Returns the

@@ -188,6 +188,22 @@ fn budget_is_reserved_then_charged_or_refunded() {
     // Exactly the budget in equal parts fits.
     let d = c.reserve_budget("pilot", "ana", "q4", 6.0, 10.0).unwrap();
     assert!(d.is_some());
+    // The ledger lists every reservation of the collaboration, oldest first, with its state.
+    let ledger = c.budget_entries("pilot").unwrap();
+    let states: Vec<(&str, f64, &str)> = ledger
+        .iter()
+        .map(|e| (e.analyst.as_str(), e.epsilon, e.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("ana", 4.0, "charged"),
+            ("ana", 4.0, "refunded"),
+            ("ana", 6.0, "reserved"),
+        ]
+    );
+    assert!(ledger.iter().all(|e| e.updated_ms >= e.created_ms));
+    assert!(c.budget_entries("other").unwrap().is_empty());
     c.cache_answer("pilot", "ana", "q1", "{}").unwrap();
     assert_eq!(
         c.cached_answer("pilot", "ana", "q1").unwrap().as_deref(),

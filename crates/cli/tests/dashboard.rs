@@ -1,7 +1,9 @@
 //! The web dashboard in a real browser: `jingteng demo` serving on loopback, then the
 //! Playwright script in tests/browser/ (playwright-core driving Chromium headless)
-//! opens every page of every node, checks the charts have data, the tokens, the
-//! language toggle and the operator's action, and saves screenshots.
+//! opens every page of every node, checks the charts have data (insight asked of the
+//! host, campaign reports, the privacy budget among them), that reopening a page spends
+//! no privacy budget, the tokens, the language toggle and the operator's action, and
+//! saves screenshots.
 //!
 //! Needs `node`, the npm modules of tests/browser and Chromium. Without them this test
 //! FAILS, saying how to install them (it never passes without having run the browser):
@@ -199,7 +201,8 @@ fn every_dashboard_page_renders_its_charts_in_chromium() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension() == Some("png".as_ref()))
         .count();
-    assert!(taken >= 30, "{taken} screenshots in {}", shots.display());
+    // Eight pages, in English and Chinese, at each of three nodes, and a few more.
+    assert!(taken >= 48, "{taken} screenshots in {}", shots.display());
     eprintln!("dashboard screenshots: {}", shots.display());
 
     // The nodes and their dashboards stop cleanly on SIGTERM.

@@ -26,18 +26,24 @@ pub enum Role {
     Timestamp,
 }
 
+/// The time zone of every timestamp in a joined view (see [`Role::data_type`]).
+pub const VIEW_TIME_ZONE: &str = "+08:00";
+
 impl Role {
     /// The column's type in every joined view, local or networked, and in a node's
     /// imported tables: the person id `UInt64`, dimensions text, measures 64-bit
-    /// integers, timestamps milliseconds in UTC. One typing everywhere, so that a query
-    /// means the same in local mode and at a host (a source's `Int32` dimension or
-    /// seconds-precision timestamp is cast to it).
+    /// integers, timestamps milliseconds shown in China Standard Time (+08:00, the zone
+    /// in which `date_trunc('month', ts)` and days fall). One typing everywhere, so that
+    /// a query means the same in local mode and at a host (a source's `Int32` dimension
+    /// or seconds-precision UTC timestamp is cast to it; the instant is unchanged).
     pub fn data_type(self) -> DataType {
         match self {
             Role::Person => DataType::UInt64,
             Role::Dimension => DataType::Utf8,
             Role::Measure => DataType::Int64,
-            Role::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            Role::Timestamp => {
+                DataType::Timestamp(TimeUnit::Millisecond, Some(VIEW_TIME_ZONE.into()))
+            }
         }
     }
 }

@@ -58,6 +58,7 @@ impl Default for LiftSettings {
 /// The holdout outcomes over the raw view: `person, campaign_id, grp, converted,
 /// value_fen`.
 fn outcomes_sql(s: &LiftSettings, src: &Sources) -> String {
+    // Campaign days are dimensions, so text in every view: CAST(… AS DATE) reads them.
     let (holdout, users, campaigns, orders) = (
         src.t(true, "holdout"),
         src.t(false, "users"),

@@ -141,6 +141,133 @@
       'chart.rows': 'rows',
       'chart.entries': 'entries',
       'chart.jobs': 'jobs',
+      // Insight, campaigns, privacy budget (docs/dashboard.md).
+      'nav.insight': 'Insight',
+      'nav.campaigns': 'Campaigns',
+      'nav.budget': 'Privacy budget',
+      'cap.collaboration': 'Collaboration',
+      'cap.host_here': 'Computed by this node, the host, on its joined view under the collaboration\'s privacy rules.',
+      'cap.asked_host': 'Asked of the host {host} over mutual TLS; it answers on its joined view under the collaboration\'s privacy rules.',
+      'cap.analyst': 'Budget charged to',
+      'cap.mode': 'Release',
+      'cap.mode_dp': 'differential privacy: ε {eps} per query, budget {budget} per analyst',
+      'cap.mode_threshold': 'exact figures; rows under {k} people suppressed',
+      'cap.budget_left': 'ε {spent} spent of {limit}; {left} left',
+      'cap.computed': 'Computed',
+      'cap.free_again': 'Opening this page again costs nothing: identical queries are answered from the cache. A new choice is a new query and spends ε.',
+      'cap.release_dp': 'Noised: discrete Laplace, scale {scale}; 95% of answers within ±{bound}. Groups appear only when their noisy people count clears {t}; those that do not are left out unseen.',
+      'cap.release_dp_ratio': 'Noised: a ratio of two noisy sums (scale {scale}).',
+      'cap.release_threshold': 'Exact: every row covers at least {k} people; {n} row(s) suppressed.',
+      'cap.release_public': 'No data about people read: exact.',
+      'cap.cached': 'from the cache: no budget spent',
+      'cap.spent': 'ε {eps} spent',
+      'cap.noised': 'noised',
+      'cap.exact': 'exact',
+      'cap.error': '{code}: {detail}',
+      'cap.nothing': 'Nothing released: every group covers too few people (or none cleared the noisy threshold).',
+      'cap.apply': 'Apply',
+      'model.last-touch': 'last touch',
+      'model.first-touch': 'first touch',
+      'model.linear': 'linear',
+      'cap.budget': 'Privacy budget',
+      'camp.releases_dp': 'Released by the engine: {n} queries under differential privacy; groups whose noisy people count did not clear the threshold are left out unseen.',
+      'camp.none_campaign_dp': 'Nothing released for {c}: no group cleared the noisy threshold.',
+      'budget.mode_dp': 'differential privacy',
+      'budget.mode_threshold': 'threshold',
+      'budget.h_mode': 'Mode',
+      'budget.h_k': 'k (people per row)',
+      'budget.h_eps': 'ε / query',
+      'budget.h_limit': 'ε budget',
+      'budget.h_groups': 'groups / person',
+      'budget.h_rows': 'rows / person',
+      'cap.people': 'people',
+      'insight.choices': 'Choices',
+      'insight.dimension': 'Profile by',
+      'insight.of': 'Only people also known to',
+      'insight.of_none': 'everyone',
+      'insight.brand': 'Funnel brand',
+      'insight.overlap_title': 'Overlap of the parties\' users',
+      'insight.overlap_sub': 'People linked at every party of the set (whiskers: the 95% noise bound)',
+      'insight.profile_title': 'Audience profile: people by {dim}',
+      'insight.profile_of': 'among people also known to {of}',
+      'insight.cross_title': 'Category cross-purchase',
+      'insight.cross_sub': 'People who bought the row\'s category and also the column\'s, at the retailer',
+      'insight.bought': 'bought',
+      'insight.also': 'also bought',
+      'insight.funnel_title': '4A funnel of {brand}, by month',
+      'insight.funnel_sub': 'Aware: exposed to its ads on social · Appeal: clicked · Act: bought it at the retailer · Advocate: bought it again (each person at their highest stage of the month)',
+      'insight.flow_title': 'Flows between stages, month to month ({brand})',
+      'insight.flow_sub': 'Where the people at each stage of a month are the next month; “none”: reached no stage',
+      'insight.set': 'Parties',
+      'insight.figure': 'People',
+      'insight.noise': 'Release',
+      'stage.aware': 'Aware',
+      'stage.appeal': 'Appeal',
+      'stage.act': 'Act',
+      'stage.advocate': 'Advocate',
+      'stage.none': 'none',
+      'camp.ask_host': 'Campaign reports are computed by the collaboration\'s host, {host}, over its joined view: open the host\'s dashboard. (Asking the host for them from a member node needs the node-to-node measurement endpoint, which is not there yet.)',
+      'camp.coverage': 'Stands on {matched} people linked between {media} ({mrate} of its {mrec}) and {retail} ({rrate} of its {rrec}): exposed buyers who were not linked are invisible, so conversions, GMV and ROAS are lower bounds and lift is measured on linked people only.',
+      'camp.settings': '{model}, clicks within {click} d, views within {view} h, click preferred, at most {cap} credited orders per person',
+      'camp.attr_title': 'Attribution per campaign',
+      'camp.attr_sub': 'Spend (from the campaign table) and the attributed GMV and conversions of people linked to the retailer',
+      'camp.spend': 'spend ¥',
+      'camp.gmv': 'attributed GMV ¥',
+      'camp.conversions': 'conversions',
+      'camp.pick': 'Campaign',
+      'camp.by_day': 'Attributed conversions by day',
+      'camp.by_placement': 'Attributed conversions by placement',
+      'camp.none_campaign': 'Nothing released for {c}: every group covers too few people ({n} group(s) over all campaigns left out).',
+      'camp.lift_title': 'Incremental lift from the holdout (ITT difference, 95% interval)',
+      'camp.lift_sub': 'Conversion rate of the test group minus the control group, in percentage points; the interval includes the DP noise',
+      'camp.lift_none': 'No campaign has both its test and control group released: too few people in a group.',
+      'camp.reach_title': 'Reach per campaign',
+      'camp.reach_sub': 'People with at least one impression, de-duplicated across media parties through the match',
+      'camp.dedup': 'reach (de-duplicated)',
+      'camp.on': 'on {p}',
+      'camp.freq_title': 'Frequency of {c}',
+      'camp.freq_sub': 'People by impressions on all media parties together (10+ capped)',
+      'camp.freq_none': 'No frequency bucket of {c} was released.',
+      'camp.impressions': 'impressions',
+      'camp.table_title': 'Campaigns',
+      'camp.campaign': 'Campaign',
+      'camp.brand': 'Brand',
+      'camp.cpa': 'CPA ¥',
+      'camp.roas': 'ROAS',
+      'camp.cvr_click': 'CVR / click',
+      'camp.test': 'Test (people, rate)',
+      'camp.control': 'Control (people, rate)',
+      'camp.itt': 'ITT difference',
+      'camp.rel': 'Relative lift',
+      'camp.incr': 'Incremental conv.',
+      'camp.iroas': 'iROAS',
+      'camp.suppressed': 'suppressed',
+      'camp.releases': 'Released by the engine: {n} queries, {mode}; {s} group(s) suppressed.',
+      'budget.settings': 'The contract\'s privacy settings',
+      'budget.mode': 'Release mode',
+      'budget.k': 'People per row (threshold mode)',
+      'budget.eps': 'ε per query',
+      'budget.limit': 'Budget per analyst (ε)',
+      'budget.groups': 'Groups per person',
+      'budget.rows': 'Rows per person and group',
+      'budget.combined': 'in force (most restrictive)',
+      'budget.per_party': 'Per party',
+      'budget.party': 'Party',
+      'budget.ledger_title': 'Remaining budget per analyst',
+      'budget.ledger_sub': 'ε charged for released answers, reserved by queries running now, and left; refunded queries cost nothing',
+      'budget.charged': 'charged',
+      'budget.reserved': 'reserved',
+      'budget.remaining': 'left',
+      'budget.refunded': 'refunded',
+      'budget.history_title': 'ε charged over time',
+      'budget.analyst': 'Analyst (party:name)',
+      'budget.queries': 'Queries',
+      'budget.last': 'Last',
+      'budget.you': 'this session',
+      'budget.none': 'No DP query has been charged in this collaboration yet.',
+      'budget.not_charged': 'not charged: exact release (threshold mode)',
+      'budget.member': 'The ledger is kept by the host, {host}: this node\'s analysts spend their budget there. Below, the budget the host reported with its latest answers to this dashboard.',
+      'budget.seen_none': 'The host has reported no budget to this dashboard yet (open Insight first).',
     },
     zh: {
       'lang.switch': 'English',
@@ -269,6 +396,133 @@
       'chart.rows': '行',
       'chart.entries': '条',
       'chart.jobs': '个',
+      // 洞察、营销活动、隐私预算
+      'nav.insight': '洞察',
+      'nav.campaigns': '营销活动',
+      'nav.budget': '隐私预算',
+      'cap.collaboration': '数据协作',
+      'cap.host_here': '由本节点（主持方）在其连接视图上按协作的隐私规则计算。',
+      'cap.asked_host': '通过双向 TLS 向主持方 {host} 查询；主持方在其连接视图上按协作的隐私规则作答。',
+      'cap.analyst': '预算记入',
+      'cap.mode': '发布方式',
+      'cap.mode_dp': '差分隐私：每次查询 ε {eps}，每位分析师预算 {budget}',
+      'cap.mode_threshold': '精确数值；少于 {k} 人的行不予发布',
+      'cap.budget_left': '已用 ε {spent}，共 {limit}；剩余 {left}',
+      'cap.computed': '计算时间',
+      'cap.free_again': '再次打开本页不消耗预算：相同的查询由缓存作答。更换选项即为新的查询，会消耗 ε。',
+      'cap.release_dp': '已加噪：离散拉普拉斯噪声，尺度 {scale}；95% 的结果误差在 ±{bound} 以内。仅当分组的加噪人数超过 {t} 时才显示，其余分组不可见。',
+      'cap.release_dp_ratio': '已加噪：两个加噪总和之比（总和的尺度 {scale}）。',
+      'cap.release_threshold': '精确：每行至少覆盖 {k} 人；{n} 行被抑制。',
+      'cap.release_public': '未读取个人数据：精确。',
+      'cap.cached': '来自缓存：未消耗预算',
+      'cap.spent': '消耗 ε {eps}',
+      'cap.noised': '已加噪',
+      'cap.exact': '精确',
+      'cap.error': '{code}：{detail}',
+      'cap.nothing': '没有可发布的结果：每个分组覆盖的人数都太少（或均未超过加噪阈值）。',
+      'cap.apply': '应用',
+      'model.last-touch': '末次触点',
+      'model.first-touch': '首次触点',
+      'model.linear': '线性分配',
+      'cap.budget': '隐私预算',
+      'camp.releases_dp': '由引擎发布：{n} 次差分隐私查询；加噪人数未超过阈值的分组被略去，不可见。',
+      'camp.none_campaign_dp': '{c} 没有可发布的结果：没有分组超过加噪阈值。',
+      'budget.mode_dp': '差分隐私',
+      'budget.mode_threshold': '阈值',
+      'budget.h_mode': '方式',
+      'budget.h_k': 'k（每行人数）',
+      'budget.h_eps': '每次 ε',
+      'budget.h_limit': 'ε 预算',
+      'budget.h_groups': '每人分组数',
+      'budget.h_rows': '每人行数',
+      'cap.people': '人',
+      'insight.choices': '选项',
+      'insight.dimension': '画像维度',
+      'insight.of': '仅限同时属于',
+      'insight.of_none': '所有人',
+      'insight.brand': '漏斗品牌',
+      'insight.overlap_title': '各参与方用户的重合',
+      'insight.overlap_sub': '在组合内每个参与方都有关联记录的人数（误差线：95% 噪声范围）',
+      'insight.profile_title': '人群画像：按 {dim} 统计人数',
+      'insight.profile_of': '限于同时属于 {of} 的人',
+      'insight.cross_title': '品类交叉购买',
+      'insight.cross_sub': '在零售方既购买了行品类、又购买了列品类的人数',
+      'insight.bought': '购买',
+      'insight.also': '同时购买',
+      'insight.funnel_title': '{brand} 的 4A 漏斗（按月）',
+      'insight.funnel_sub': '认知（Aware）：在社交平台看到其广告 · 吸引（Appeal）：点击 · 行动（Act）：在零售方购买 · 拥护（Advocate）：再次购买（每人按当月最高阶段计）',
+      'insight.flow_title': '各阶段的月度流转（{brand}）',
+      'insight.flow_sub': '每月处于各阶段的人在下个月所处的阶段；“无”：未进入任何阶段',
+      'insight.set': '参与方组合',
+      'insight.figure': '人数',
+      'insight.noise': '发布方式',
+      'stage.aware': '认知',
+      'stage.appeal': '吸引',
+      'stage.act': '行动',
+      'stage.advocate': '拥护',
+      'stage.none': '无',
+      'camp.ask_host': '营销活动报告由协作的主持方 {host} 在其连接视图上计算：请打开主持方的控制台。（成员节点向主持方请求这些报告需要节点间的度量接口，目前尚未提供。）',
+      'camp.coverage': '基于 {media}（其 {mrec} 人中的 {mrate}）与 {retail}（其 {rrec} 人中的 {rrate}）之间关联的 {matched} 人：未关联的曝光购买者不可见，因此转化、GMV 与 ROAS 为下限，增量仅在已关联人群上衡量。',
+      'camp.settings': '{model}，点击窗口 {click} 天，曝光窗口 {view} 小时，点击优先，每人最多 {cap} 笔归因订单',
+      'camp.attr_title': '各营销活动的归因',
+      'camp.attr_sub': '花费（来自营销活动表），以及与零售方关联人群的归因 GMV 与转化数',
+      'camp.spend': '花费 ¥',
+      'camp.gmv': '归因 GMV ¥',
+      'camp.conversions': '转化数',
+      'camp.pick': '营销活动',
+      'camp.by_day': '按日的归因转化',
+      'camp.by_placement': '按广告位的归因转化',
+      'camp.none_campaign': '{c} 没有可发布的结果：每个分组覆盖的人数都太少（全部活动共有 {n} 个分组被略去）。',
+      'camp.lift_title': '对照组增量（ITT 差值，95% 区间）',
+      'camp.lift_sub': '测试组与对照组转化率之差（百分点）；区间已计入差分隐私噪声',
+      'camp.lift_none': '没有营销活动同时发布了测试组和对照组：组内人数太少。',
+      'camp.reach_title': '各营销活动的触达',
+      'camp.reach_sub': '至少有一次曝光的人数，通过匹配在各媒体方之间去重',
+      'camp.dedup': '触达（去重）',
+      'camp.on': '{p} 上',
+      'camp.freq_title': '{c} 的曝光频次',
+      'camp.freq_sub': '按所有媒体方合计曝光次数统计的人数（10 次以上合并）',
+      'camp.freq_none': '{c} 没有发布任何频次分组。',
+      'camp.impressions': '曝光次数',
+      'camp.table_title': '营销活动',
+      'camp.campaign': '营销活动',
+      'camp.brand': '品牌',
+      'camp.cpa': 'CPA ¥',
+      'camp.roas': 'ROAS',
+      'camp.cvr_click': '点击转化率',
+      'camp.test': '测试组（人数，转化率）',
+      'camp.control': '对照组（人数，转化率）',
+      'camp.itt': 'ITT 差值',
+      'camp.rel': '相对增量',
+      'camp.incr': '增量转化',
+      'camp.iroas': 'iROAS',
+      'camp.suppressed': '已抑制',
+      'camp.releases': '由引擎发布：{n} 次查询，{mode}；{s} 个分组被抑制。',
+      'budget.settings': '合约的隐私设置',
+      'budget.mode': '发布方式',
+      'budget.k': '每行最少人数（阈值模式）',
+      'budget.eps': '每次查询的 ε',
+      'budget.limit': '每位分析师的预算（ε）',
+      'budget.groups': '每人最多计入的分组数',
+      'budget.rows': '每人每组最多行数',
+      'budget.combined': '生效值（取最严格者）',
+      'budget.per_party': '各参与方',
+      'budget.party': '参与方',
+      'budget.ledger_title': '各分析师的剩余预算',
+      'budget.ledger_sub': '已发布结果扣除的 ε、正在运行的查询预留的 ε 及剩余额度；失败并退还的查询不计费',
+      'budget.charged': '已扣除',
+      'budget.reserved': '已预留',
+      'budget.remaining': '剩余',
+      'budget.refunded': '已退还',
+      'budget.history_title': 'ε 扣除随时间变化',
+      'budget.analyst': '分析师（参与方:名称）',
+      'budget.queries': '查询数',
+      'budget.last': '最近',
+      'budget.you': '当前会话',
+      'budget.none': '本协作尚未扣除任何差分隐私查询的预算。',
+      'budget.not_charged': '不扣预算：精确发布（阈值模式）',
+      'budget.member': '预算台账由主持方 {host} 保存：本节点的分析师在主持方消耗预算。下方为主持方随最近答复向本控制台报告的预算。',
+      'budget.seen_none': '主持方尚未向本控制台报告预算（请先打开“洞察”页）。',
     },
   };
 
@@ -411,15 +665,17 @@
 
   // ---------------------------------------------------------------------------
   // Pages. Later capabilities add their page here, one entry each, e.g.
-  //   { id: 'insight', render: renderInsight }      overlap, profiles, 4A funnel
   //   { id: 'audiences', render: renderAudiences }  sizes, versions, create
-  //   { id: 'campaigns', render: renderCampaigns }  attribution, lift, reach
-  //   { id: 'budget', render: renderBudget }        remaining privacy budget
-  // with 'nav.<id>' and the page's strings in I18N.
+  // with 'nav.<id>' and the page's strings in I18N. Insight (overlap, profile,
+  // cross-purchase, 4A funnel and flows), Campaigns (attribution, lift, reach) and
+  // Privacy budget are here.
 
   const PAGES = [
     { id: 'overview', render: renderOverview },
     { id: 'match', render: renderMatch },
+    { id: 'insight', render: renderInsight },
+    { id: 'campaigns', render: renderCampaigns },
+    { id: 'budget', render: renderBudget },
     { id: 'jobs', render: renderJobs },
     { id: 'audit', render: renderAudit },
     { id: 'datasets', render: renderDatasets },
@@ -719,6 +975,536 @@
   }
 
   // ---------------------------------------------------------------------------
+  // Insight, campaigns, privacy budget: figures released by the query engine under
+  // the collaboration's privacy rules (at the host, or asked of it by a member).
+
+  const fmt = (x, d) => (x === null || x === undefined ? t('none') : Number(x).toLocaleString(locale(), { maximumFractionDigits: d === undefined ? 2 : d }));
+  const yuan = (fen) => (fen === null || fen === undefined ? t('none') : (fen / 100).toLocaleString(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
+  const pp = (x) => (x === null || x === undefined ? t('none') : (x >= 0 ? '+' : '') + (100 * x).toFixed(2) + 'pt');
+  const month = (s) => String(s).slice(0, 7);
+  // Tooltips are HTML: data in them (categories, ids) is escaped first.
+  const esc = (x) => String(x).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const stageName = (s) => (I18N.en['stage.' + s] ? t('stage.' + s) : s);
+  const STAGES = ['aware', 'appeal', 'act', 'advocate'];
+  const STAGE_COLOR = { aware: '#0052d9', appeal: '#8b5cf6', act: '#f59e0b', advocate: '#d7261e', none: '#cbd5e1' };
+
+  // The query string of a capability page: its collaboration and choices.
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, v);
+    const s = q.toString();
+    return s ? '?' + s : '';
+  }
+
+  // One line per released answer: how it was released, and what it cost.
+  function releaseNote(answer) {
+    const r = answer.release || {};
+    const lines = [];
+    if (r.mode === 'dp') {
+      for (const n of r.noise || []) {
+        lines.push(n.bound95 === null || n.bound95 === undefined
+          ? t('cap.release_dp_ratio', { scale: fmt(n.scale, 1) })
+          : t('cap.release_dp', { scale: fmt(n.scale, 1), bound: fmt(n.bound95, 1), t: r.selection_threshold }));
+      }
+      if (!lines.length) lines.push(t('cap.release_dp', { scale: '?', bound: '?', t: r.selection_threshold }));
+    } else if (r.mode === 'threshold') {
+      lines.push(t('cap.release_threshold', { k: r.min_people, n: r.suppressed_rows || 0 }));
+    } else {
+      lines.push(t('cap.release_public'));
+    }
+    const cost = answer.cached ? badge(t('cap.cached'), 'ok')
+      : (r.mode === 'dp' ? badge(t('cap.spent', { eps: r.epsilon }), 'warn') : null);
+    return h('p', { class: 'muted release' },
+      r.mode === 'dp' ? badge(t('cap.noised'), 'info') : badge(t('cap.exact'), 'ok'), ' ', cost, ' ', lines.join(' '));
+  }
+
+  function partError(part) {
+    const e = part.error;
+    return h('p', { class: 'alert bad part-error' }, t('cap.error', { code: e.code, detail: e.detail }));
+  }
+
+  function modeLine(p) {
+    return p.mode === 'dp'
+      ? t('cap.mode_dp', { eps: p.epsilon, budget: p.budget })
+      : t('cap.mode_threshold', { k: p.min_people });
+  }
+
+  // The analyst's budget (DP mode; threshold mode spends none).
+  function budgetLine(b, privacy) {
+    if (privacy && privacy.mode !== 'dp') return t('budget.not_charged');
+    return b ? t('cap.budget_left', { spent: fmt(b.spent), limit: fmt(b.limit), left: fmt(b.remaining) }) : t('none');
+  }
+
+  function collabPicker(d, hash) {
+    if (!d.collaborations || d.collaborations.length < 2) return d.collaboration;
+    return h('select', {
+      class: 'collab-picker',
+      onchange: (e) => { location.hash = hash + '/' + encodeURIComponent(e.target.value); },
+    }, d.collaborations.map((c) => h('option', { value: c, selected: c === d.collaboration }, c)));
+  }
+
+  // An error-bar series: [index, low, high] whiskers drawn over a category axis.
+  function whiskers(name, data, horizontal) {
+    return {
+      name,
+      type: 'custom',
+      silent: true,
+      z: 10,
+      renderItem: (params, api) => {
+        const i = api.value(0);
+        const lo = horizontal ? api.coord([api.value(1), i]) : api.coord([i, api.value(1)]);
+        const hi = horizontal ? api.coord([api.value(2), i]) : api.coord([i, api.value(2)]);
+        const w = 6;
+        const style = { stroke: '#374151', lineWidth: 1.5 };
+        const line = (x1, y1, x2, y2) => ({ type: 'line', shape: { x1, y1, x2, y2 }, style });
+        return {
+          type: 'group',
+          children: horizontal
+            ? [line(lo[0], lo[1], hi[0], hi[1]), line(lo[0], lo[1] - w, lo[0], lo[1] + w), line(hi[0], hi[1] - w, hi[0], hi[1] + w)]
+            : [line(lo[0], lo[1], hi[0], hi[1]), line(lo[0] - w, lo[1], lo[0] + w, lo[1]), line(hi[0] - w, hi[1], hi[0] + w, hi[1])],
+        };
+      },
+      encode: horizontal ? { x: [1, 2], y: 0 } : { x: 0, y: [1, 2] },
+      data,
+    };
+  }
+
+  let insightChoice = {};
+
+  async function renderInsight(main, arg) {
+    const d = await api('/api/insight' + query(Object.assign({ collab: arg }, insightChoice)));
+    const operatorOrAnalyst = d.analyst;
+    const dimSelect = h('select', { id: 'insight-dimension' },
+      d.dimensions.map((x) => h('option', { value: x, selected: x === d.choice.dimension }, x)));
+    const ofSelect = h('select', { id: 'insight-of' },
+      [h('option', { value: '', selected: !d.choice.of }, t('insight.of_none'))].concat(
+        d.parties.map((p) => h('option', { value: p, selected: p === d.choice.of }, p))));
+    const brandInput = h('input', { id: 'insight-brand', type: 'text', value: d.choice.brand, size: 12, maxlength: 64, list: 'insight-brands' });
+    const brands = h('datalist', { id: 'insight-brands' }, (d.brands || []).map((b) => h('option', { value: b })));
+    const apply = h('button', {
+      type: 'button',
+      class: 'primary',
+      id: 'insight-apply',
+      onclick: () => {
+        insightChoice = { dimension: dimSelect.value, of: ofSelect.value, brand: brandInput.value.trim() };
+        show();
+      },
+    }, t('cap.apply'));
+    main.append(card(null, null,
+      h('div', { class: 'card-head' }, h('h2', {}, t('nav.insight')), collabPicker(d, '#/insight')),
+      dl([
+        [t('cap.collaboration'), d.collaboration],
+        [t('cap.mode'), modeLine(d.privacy)],
+        [t('cap.analyst'), code(operatorOrAnalyst)],
+        [t('cap.budget'), budgetLine(d.budget, d.privacy)],
+        [t('cap.computed'), when(d.computed_ms)],
+      ]),
+      h('p', { class: 'muted' }, d.is_host ? t('cap.host_here') : t('cap.asked_host', { host: d.host })),
+      h('div', { class: 'actions choices' },
+        h('label', {}, t('insight.dimension'), ' ', dimSelect),
+        h('label', {}, t('insight.of'), ' ', ofSelect),
+        h('label', {}, t('insight.brand'), ' ', brandInput, brands),
+        apply),
+      h('p', { class: 'muted' }, t('cap.free_again'))));
+
+    const parts = d.parts;
+    // Overlap: one released count per set of parties.
+    const overlap = parts.overlap;
+    if (overlap.error) {
+      main.append(card(t('insight.overlap_title'), null, partError(overlap)));
+    } else {
+      const sets = overlap.steps.map((s) => {
+        const a = s.answer;
+        const v = a.rows.length ? Number(a.rows[0][0]) : null;
+        const n = (a.release.noise || [])[0];
+        return { name: s.title, value: v, bound: n && n.bound95 !== undefined ? n.bound95 : null, answer: a };
+      });
+      const shown = sets.filter((x) => x.value !== null);
+      const body = [];
+      if (shown.length) {
+        body.push(chart({
+          tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+          grid: { left: 170, right: 72, top: 8, bottom: 24 },
+          xAxis: { type: 'value', min: 0 },
+          yAxis: { type: 'category', data: shown.map((x) => x.name) },
+          series: [{
+            name: t('insight.figure'),
+            type: 'bar',
+            barMaxWidth: 26,
+            data: shown.map((x) => x.value),
+            label: { show: true, position: 'right', distance: 14, formatter: (p) => num(p.value) },
+          }, whiskers('±95%', shown.filter((x) => x.bound !== null)
+            .map((x) => [shown.indexOf(x), Math.max(0, x.value - x.bound), x.value + x.bound]), true)],
+        }, 60 + 44 * shown.length));
+      } else {
+        body.push(empty(t('cap.nothing')));
+      }
+      body.push(table([t('insight.set'), t('insight.figure'), t('insight.noise')], sets.map((x) => [
+        x.name,
+        x.value === null ? t('camp.suppressed') : num(x.value) + (x.bound !== null ? ' ± ' + fmt(x.bound, 1) : ''),
+        releaseNote(x.answer),
+      ]), 'num'));
+      main.append(card(t('insight.overlap_title'), t('insight.overlap_sub'), ...body));
+    }
+
+    const grid = [];
+    // Profile: people by one dimension.
+    const profile = parts.profile;
+    if (profile) {
+      const title = t('insight.profile_title', { dim: d.choice.dimension || '' });
+      const sub = d.choice.of ? t('insight.profile_of', { of: d.choice.of }) : null;
+      if (profile.error) {
+        grid.push(card(title, sub, partError(profile)));
+      } else {
+        const a = profile.steps[0].answer;
+        const rows = a.rows.slice().sort((x, y) => String(x[0]).localeCompare(String(y[0])));
+        grid.push(card(title, sub, rows.length ? chart({
+          tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+          grid: { left: 56, right: 16, top: 24, bottom: 32 },
+          xAxis: { type: 'category', data: rows.map((r) => r[0] === null ? t('none') : String(r[0])) },
+          yAxis: { type: 'value' },
+          series: [{
+            name: t('cap.people'), type: 'bar', barMaxWidth: 48, data: rows.map((r) => r[1]),
+            itemStyle: { color: PALETTE[1] },
+            label: { show: true, position: 'top', formatter: (p) => num(p.value) },
+          }],
+        }, 280) : empty(t('cap.nothing')), releaseNote(a)));
+      }
+    }
+    // Cross-purchase: a heat map of categories bought together.
+    const cross = parts.cross_purchase;
+    if (cross.error) {
+      grid.push(card(t('insight.cross_title'), null, partError(cross)));
+    } else {
+      const a = cross.steps[0].answer;
+      const cats = Array.from(new Set(a.rows.flatMap((r) => [String(r[0]), String(r[1])]))).sort();
+      const values = a.rows.map((r) => [cats.indexOf(String(r[1])), cats.indexOf(String(r[0])), r[2]]);
+      const max = Math.max(1, ...a.rows.map((r) => Number(r[2]) || 0));
+      grid.push(card(t('insight.cross_title'), t('insight.cross_sub'), a.rows.length ? chart({
+        tooltip: {
+          formatter: (p) => esc(t('insight.bought') + ' ' + cats[p.value[1]] + ' · ' + t('insight.also') + ' '
+            + cats[p.value[0]]) + ': <b>' + num(p.value[2]) + '</b>',
+        },
+        grid: { left: 110, right: 16, top: 8, bottom: 96 },
+        xAxis: { type: 'category', data: cats, name: t('insight.also'), nameLocation: 'middle', nameGap: 78, axisLabel: { rotate: 40 }, splitArea: { show: true } },
+        yAxis: { type: 'category', data: cats, name: t('insight.bought'), splitArea: { show: true } },
+        visualMap: { min: 0, max, calculable: false, orient: 'horizontal', left: 'right', bottom: 0, itemHeight: 80, show: false, inRange: { color: ['#eff6ff', '#0052d9'] } },
+        series: [{ name: t('cap.people'), type: 'heatmap', data: values, label: { show: cats.length <= 10, fontSize: 10 } }],
+      }, 360) : empty(t('cap.nothing')), releaseNote(a)));
+    }
+    main.append(h('div', { class: 'grid2' }, grid));
+
+    // The 4A funnel per month, and its flows.
+    const funnel = parts.funnel;
+    const brand = d.choice.brand;
+    if (funnel.error) {
+      main.append(card(t('insight.funnel_title', { brand }), null, partError(funnel)));
+      return;
+    }
+    const [stages, flows] = funnel.steps;
+    const sa = stages.answer;
+    const months = Array.from(new Set(sa.rows.map((r) => month(r[0])))).sort();
+    const at = (m, st) => {
+      const r = sa.rows.find((x) => month(x[0]) === m && x[1] === st);
+      return r ? r[2] : null;
+    };
+    const stageSeries = STAGES.map((st) => ({
+      name: stageName(st), type: 'bar', barMaxWidth: 36, itemStyle: { color: STAGE_COLOR[st] },
+      data: months.map((m) => at(m, st)),
+    })).filter((s) => s.data.some((v) => v !== null));
+    main.append(card(t('insight.funnel_title', { brand }), t('insight.funnel_sub'), sa.rows.length ? chart({
+      tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+      legend: { top: 0 },
+      grid: { left: 56, right: 16, top: 40, bottom: 32 },
+      xAxis: { type: 'category', data: months },
+      yAxis: { type: 'value' },
+      series: stageSeries,
+    }, 300) : empty(t('cap.nothing')), releaseNote(sa)));
+
+    const fa = flows.answer;
+    const next = (m) => {
+      const [y, mo] = m.split('-').map(Number);
+      return mo === 12 ? (y + 1) + '-01' : y + '-' + String(mo + 1).padStart(2, '0');
+    };
+    const nodes = new Map();
+    const node = (m, st) => {
+      const name = m + ' · ' + stageName(st);
+      if (!nodes.has(name)) nodes.set(name, { name, itemStyle: { color: STAGE_COLOR[st] || '#64748b' }, depth: months.indexOf(m) >= 0 ? months.indexOf(m) : months.length });
+      return name;
+    };
+    const links = fa.rows.filter((r) => Number(r[3]) > 0).map((r) => {
+      const m = month(r[0]);
+      return { source: node(m, r[1]), target: node(next(m), r[2]), value: r[3] };
+    });
+    main.append(card(t('insight.flow_title', { brand }), t('insight.flow_sub'), links.length ? chart({
+      tooltip: { trigger: 'item', triggerOn: 'mousemove' },
+      series: [{
+        type: 'sankey',
+        name: t('insight.flow_title', { brand }),
+        data: Array.from(nodes.values()),
+        links,
+        nodeAlign: 'left',
+        nodeGap: 10,
+        emphasis: { focus: 'adjacency' },
+        lineStyle: { color: 'gradient', curveness: 0.5, opacity: 0.35 },
+        label: { fontSize: 11 },
+        left: 8, right: 90, top: 8, bottom: 8,
+      }],
+    }, 420) : empty(t('cap.nothing')), releaseNote(fa)));
+  }
+
+  let campaignPick = null;
+
+  function releasesSummary(released) {
+    let s = 0;
+    let dp = false;
+    for (const r of released || []) {
+      s += (r.release && r.release.suppressed_rows) || 0;
+      dp = dp || (r.release && r.release.mode === 'dp');
+    }
+    const cached = (released || []).length && released.every((r) => r.cached || r.release.mode === 'public');
+    const n = (released || []).length;
+    return h('p', { class: 'muted release' },
+      dp ? badge(t('cap.noised'), 'info') : badge(t('cap.exact'), 'ok'), ' ',
+      cached ? badge(t('cap.cached'), 'ok') : null, ' ',
+      dp ? t('camp.releases_dp', { n }) : t('camp.releases', { n, mode: t('cap.exact'), s }));
+  }
+
+  async function renderCampaigns(main, arg) {
+    const d = await api('/api/campaigns' + query({ collab: arg }));
+    if (d.ask_host) {
+      main.append(card(t('nav.campaigns'), null, h('p', { class: 'empty', id: 'campaigns-ask-host' }, t('camp.ask_host', { host: d.host }))));
+      return;
+    }
+    const at = d.attribution;
+    const lift = d.lift;
+    const reach = d.reach;
+    const cov = (at && at.coverage) || (lift && lift.coverage);
+    const head = [
+      [t('cap.collaboration'), d.collaboration],
+      [t('cap.analyst'), code(d.analyst)],
+      [t('cap.budget'), budgetLine(d.budget, d.privacy)],
+      [t('cap.computed'), when(d.computed_ms)],
+    ];
+    if (at && at.settings) {
+      const s = at.settings;
+      head.splice(1, 0, [t('camp.attr_title'), t('camp.settings', {
+        model: I18N.en['model.' + s.model] ? t('model.' + s.model) : s.model, click: s.click_window_s / 86400, view: s.view_window_s / 3600, cap: s.cap,
+      })]);
+    }
+    main.append(card(null, null,
+      h('div', { class: 'card-head' }, h('h2', {}, t('nav.campaigns')), collabPicker(d, '#/campaigns')),
+      dl(head),
+      cov ? h('p', { class: 'muted' }, t('camp.coverage', {
+        matched: num(cov.matched), media: (reach && reach.parties && reach.parties[0]) || 'media',
+        mrate: pct(cov.media_match_rate), mrec: num(cov.media_records), retail: 'retail',
+        rrate: pct(cov.retail_match_rate), rrec: num(cov.retail_records),
+      })) : null,
+      h('p', { class: 'muted' }, t('cap.free_again'))));
+
+    // Attribution per campaign: spend, attributed GMV and conversions.
+    const ids = [];
+    if (at.error) {
+      main.append(card(t('camp.attr_title'), null, partError(at)));
+    } else {
+      const cs = at.campaigns;
+      cs.forEach((c) => ids.push(c.campaign_id));
+      main.append(card(t('camp.attr_title'), t('camp.attr_sub'), chart({
+        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+        legend: { top: 0 },
+        grid: { left: 64, right: 56, top: 40, bottom: 32 },
+        xAxis: { type: 'category', data: cs.map((c) => c.campaign_id) },
+        yAxis: [{ type: 'value', name: '¥' }, { type: 'value', name: t('camp.conversions'), splitLine: { show: false } }],
+        series: [
+          { name: t('camp.spend'), type: 'bar', barMaxWidth: 18, itemStyle: { color: '#94a3b8' }, data: cs.map((c) => c.spend_fen / 100) },
+          { name: t('camp.gmv'), type: 'bar', barMaxWidth: 18, itemStyle: { color: PALETTE[0] }, data: cs.map((c) => (c.released ? c.gmv_fen / 100 : null)) },
+          { name: t('camp.conversions'), type: 'line', yAxisIndex: 1, symbolSize: 6, itemStyle: { color: PALETTE[2] }, connectNulls: false, data: cs.map((c) => (c.released ? c.conversions : null)) },
+        ],
+      }, 320), releasesSummary(at.released)));
+    }
+
+    // Breakdowns of one campaign, its frequency: a campaign picker.
+    const breakdown = (dim) => (at.breakdowns || []).find((b) => b.dimension === dim);
+    const day = breakdown('day');
+    const placement = breakdown('placement');
+    const freqOf = (id) => ((reach && reach.campaigns) || []).find((c) => c.campaign_id === id);
+    const score = (id) => ((day && day.rows.filter((r) => r.campaign_id === id).length) || 0) * 100
+      + ((placement && placement.rows.filter((r) => r.campaign_id === id).length) || 0) * 10
+      + ((freqOf(id) && freqOf(id).frequency.filter((b) => b.people !== null).length) || 0);
+    if (!ids.includes(campaignPick)) {
+      campaignPick = ids.slice().sort((a, b) => score(b) - score(a))[0] || null;
+    }
+    if (campaignPick) {
+      const c = campaignPick;
+      const picker = h('select', {
+        id: 'campaign-picker',
+        onchange: (e) => { campaignPick = e.target.value; show(); },
+      }, ids.map((id) => h('option', { value: id, selected: id === c }, id + ' · ' + ((at.campaigns.find((x) => x.campaign_id === id) || {}).brand || ''))));
+      const nothing = (dim) => {
+        const r = (at.released || []).find((x) => x.what.endsWith('and ' + dim));
+        return r && r.release.mode === 'dp'
+          ? t('camp.none_campaign_dp', { c })
+          : t('camp.none_campaign', { c, n: (r && r.release.suppressed_rows) || 0 });
+      };
+      const dayRows = day ? day.rows.filter((r) => r.campaign_id === c).sort((a, b) => a.value.localeCompare(b.value)) : [];
+      const placeRows = placement ? placement.rows.filter((r) => r.campaign_id === c) : [];
+      const f = freqOf(c);
+      const buckets = f ? f.frequency.filter((b) => b.people !== null) : [];
+      main.append(card(null, null, h('div', { class: 'card-head' }, h('h2', {}, t('camp.pick')), picker)));
+      main.append(h('div', { class: 'grid2' },
+        card(t('camp.by_day'), c, dayRows.length ? chart({
+          tooltip: { trigger: 'axis' },
+          grid: { left: 56, right: 16, top: 24, bottom: 32 },
+          xAxis: { type: 'category', data: dayRows.map((r) => r.value) },
+          yAxis: { type: 'value' },
+          series: [{ name: t('camp.conversions'), type: 'line', areaStyle: { opacity: 0.15 }, data: dayRows.map((r) => r.conversions) }],
+        }, 260) : empty(nothing('day'))),
+        card(t('camp.by_placement'), c, placeRows.length ? chart({
+          tooltip: { trigger: 'item' },
+          series: [{
+            name: t('camp.by_placement'), type: 'pie', radius: ['40%', '68%'],
+            label: { formatter: (p) => p.name + ': ' + fmt(p.value, 1) },
+            data: placeRows.map((r) => ({ name: r.value, value: r.conversions })),
+          }],
+        }, 260) : empty(nothing('placement')))));
+      main.append(card(t('camp.freq_title', { c }), t('camp.freq_sub'), buckets.length ? chart({
+        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+        grid: { left: 56, right: 16, top: 24, bottom: 40 },
+        xAxis: { type: 'category', data: f.frequency.map((b) => b.impressions), name: t('camp.impressions'), nameLocation: 'middle', nameGap: 26 },
+        yAxis: { type: 'value' },
+        series: [{ name: t('cap.people'), type: 'bar', barMaxWidth: 40, itemStyle: { color: PALETTE[3] }, data: f.frequency.map((b) => b.people), label: { show: true, position: 'top' } }],
+      }, 240) : empty(t('camp.freq_none', { c }))));
+    }
+
+    // Lift: ITT difference per campaign with its 95% interval.
+    if (lift.error) {
+      main.append(card(t('camp.lift_title'), null, partError(lift)));
+    } else {
+      const withLift = lift.campaigns.filter((c) => c.itt_difference);
+      main.append(card(t('camp.lift_title'), t('camp.lift_sub'), withLift.length ? chart({
+        tooltip: {
+          trigger: 'axis',
+          formatter: (ps) => {
+            const c = withLift[ps[0].dataIndex];
+            const i = c.itt_difference;
+            return esc(c.campaign_id) + '<br>' + pp(i.estimate) + ' [' + pp(i.low) + ', ' + pp(i.high) + ']';
+          },
+        },
+        grid: { left: 64, right: 16, top: 16, bottom: 32 },
+        xAxis: { type: 'category', data: withLift.map((c) => c.campaign_id) },
+        yAxis: { type: 'value', axisLabel: { formatter: (v) => v + 'pt' } },
+        series: [
+          { name: t('camp.itt'), type: 'scatter', symbolSize: 10, itemStyle: { color: PALETTE[0] }, data: withLift.map((c) => Math.round(c.itt_difference.estimate * 10000) / 100) },
+          whiskers('95%', withLift.map((c, i) => [i, 100 * c.itt_difference.low, 100 * c.itt_difference.high]), false),
+        ],
+      }, 300) : empty(t('camp.lift_none')), releasesSummary(lift.released)));
+    }
+
+    // Reach per campaign, de-duplicated across the media parties.
+    if (reach.error) {
+      main.append(card(t('camp.reach_title'), null, partError(reach)));
+    } else {
+      const cs = reach.campaigns;
+      const series = [{ name: t('camp.dedup'), type: 'bar', barMaxWidth: 18, itemStyle: { color: PALETTE[3] }, data: cs.map((c) => c.deduplicated) }];
+      if (reach.parties.length > 1) {
+        reach.parties.forEach((p, i) => series.push({
+          name: t('camp.on', { p }), type: 'bar', barMaxWidth: 14, itemStyle: { color: PALETTE[4 + (i % 3)] },
+          data: cs.map((c) => ((c.parties.find((x) => x.party === p) || {}).reach ?? null)),
+        }));
+      }
+      main.append(card(t('camp.reach_title'), t('camp.reach_sub'), cs.length ? chart({
+        tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+        legend: { top: 0 },
+        grid: { left: 56, right: 16, top: 40, bottom: 32 },
+        xAxis: { type: 'category', data: cs.map((c) => c.campaign_id) },
+        yAxis: { type: 'value' },
+        series,
+      }, 300) : empty(t('cap.nothing')), releasesSummary(reach.released)));
+    }
+
+    // Every figure of every campaign, as a table.
+    const rate = (g) => (g ? num(g.people) + ' · ' + pct(g.rate) : t('none'));
+    const iv = (i, f) => (i ? f(i.estimate) + ' [' + f(i.low) + ', ' + f(i.high) + ']' : t('none'));
+    main.append(card(t('camp.table_title'), null, table([
+      t('camp.campaign'), t('camp.brand'), t('camp.spend'), t('camp.conversions'), t('camp.gmv'), t('camp.cvr_click'),
+      t('camp.cpa'), t('camp.roas'), t('camp.test'), t('camp.control'), t('camp.itt'), t('camp.rel'), t('camp.incr'), t('camp.iroas'),
+    ], (at.campaigns || []).map((c) => {
+      const l = ((lift && lift.campaigns) || []).find((x) => x.campaign_id === c.campaign_id) || {};
+      return [c.campaign_id, c.brand, yuan(c.spend_fen),
+        c.released ? fmt(c.conversions, 2) : t('camp.suppressed'), c.released ? yuan(c.gmv_fen) : t('none'),
+        c.cvr_click === null ? t('none') : pct(c.cvr_click), yuan(c.cpa_fen), fmt(c.roas),
+        rate(l.test), rate(l.control), iv(l.itt_difference, pp),
+        iv(l.relative_lift, (x) => (x >= 0 ? '+' : '') + (100 * x).toFixed(1) + '%'), fmt(l.incremental_conversions, 1),
+        iv(l.iroas_interval, (x) => fmt(x, 2))];
+    }), 'num')));
+  }
+
+  async function renderBudget(main, arg) {
+    const d = await api('/api/budget' + query({ collab: arg }));
+    const c = d.combined;
+    const row = (p) => [t(p.mode === 'dp' ? 'budget.mode_dp' : 'budget.mode_threshold'), num(p.min_people), fmt(p.epsilon), fmt(p.budget), num(p.max_groups_per_person), num(p.max_rows_per_person)];
+    main.append(card(null, null,
+      h('div', { class: 'card-head' }, h('h2', {}, t('budget.settings')), collabPicker(d, '#/budget')),
+      dl([
+        [t('cap.collaboration'), d.collaboration],
+        [t('budget.mode'), modeLine(c)],
+        [t('budget.eps'), fmt(c.epsilon)],
+        [t('budget.limit'), fmt(c.budget)],
+        [t('budget.k'), num(c.min_people)],
+        [t('budget.groups'), num(c.max_groups_per_person)],
+        [t('budget.rows'), num(c.max_rows_per_person)],
+      ]),
+      h('h3', {}, t('budget.per_party')),
+      table([t('budget.party'), t('budget.h_mode'), t('budget.h_k'), t('budget.h_eps'), t('budget.h_limit'), t('budget.h_groups'), t('budget.h_rows')],
+        d.parties.map((p) => [p.party].concat(row(p.privacy))).concat([[h('strong', {}, t('budget.combined'))].concat(row(c))]), 'num')));
+
+    const stack = (list) => chart({
+      tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+      legend: { top: 0 },
+      grid: { left: 150, right: 24, top: 36, bottom: 24 },
+      xAxis: { type: 'value', max: d.limit, name: 'ε' },
+      yAxis: { type: 'category', data: list.map((a) => a.analyst), inverse: true },
+      series: [
+        { name: t('budget.charged'), type: 'bar', stack: 'b', barMaxWidth: 22, itemStyle: { color: PALETTE[0] }, data: list.map((a) => a.charged) },
+        { name: t('budget.reserved'), type: 'bar', stack: 'b', barMaxWidth: 22, itemStyle: { color: PALETTE[2] }, data: list.map((a) => a.reserved) },
+        { name: t('budget.remaining'), type: 'bar', stack: 'b', barMaxWidth: 22, itemStyle: { color: '#10b981' }, data: list.map((a) => a.remaining) },
+      ],
+    }, Math.max(180, 40 * list.length + 70));
+
+    if (!d.is_host) {
+      const seen = d.seen.map((s) => ({
+        analyst: s.analyst, charged: s.budget.spent, reserved: 0, remaining: s.budget.remaining,
+      }));
+      main.append(card(t('budget.ledger_title'), t('budget.member', { host: d.host }),
+        seen.length ? stack(seen) : empty(t('budget.seen_none')),
+        seen.length ? table([t('budget.analyst'), t('budget.charged'), t('budget.remaining')], seen.map((a) => [
+          h('span', {}, code(a.analyst), ' ', a.analyst === d.you ? badge(t('budget.you'), 'you') : null),
+          fmt(a.charged), h('strong', {}, fmt(a.remaining)),
+        ]), 'num') : null));
+      return;
+    }
+    if (!d.analysts.length) {
+      main.append(card(t('budget.ledger_title'), null, empty(t('budget.none'))));
+      return;
+    }
+    main.append(h('div', { class: 'grid2' },
+      card(t('budget.ledger_title'), t('budget.ledger_sub'), stack(d.analysts)),
+      card(t('budget.history_title'), null, chart({
+        tooltip: { trigger: 'axis' },
+        legend: { top: 0, type: 'scroll' },
+        grid: { left: 48, right: 24, top: 36, bottom: 32 },
+        xAxis: { type: 'time' },
+        yAxis: { type: 'value', max: d.limit, name: 'ε' },
+        series: d.analysts.map((a) => ({ name: a.analyst, type: 'line', step: 'end', symbolSize: 5, data: a.history })),
+      }, Math.max(180, 40 * d.analysts.length + 70)))));
+    main.append(card(null, null, table([t('budget.analyst'), t('budget.queries'), t('budget.charged'), t('budget.reserved'),
+      t('budget.refunded'), t('budget.remaining'), t('budget.last')], d.analysts.map((a) => [
+      h('span', {}, code(a.analyst), ' ', a.analyst === d.you ? badge(t('budget.you'), 'you') : null),
+      num(a.queries), fmt(a.charged), fmt(a.reserved), fmt(a.refunded), h('strong', {}, fmt(a.remaining)), whenCell(a.last_ms),
+    ]), 'num')));
+  }
+
+  // ---------------------------------------------------------------------------
   // Shell: navigation, language, routing.
 
   let flash = null;
@@ -773,6 +1559,8 @@
       const make = pendingCharts;
       pendingCharts = [];
       make.forEach((f) => f());
+      // Once the page is laid out (scroll bars included), charts take their final size.
+      requestAnimationFrame(() => charts.forEach((c) => c.resize()));
       main.dataset.ready = 'ok';
     } catch (e) {
       if (ticket !== rendering) return;

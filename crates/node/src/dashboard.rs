@@ -49,6 +49,8 @@ use zeroize::Zeroizing;
 use crate::contract::Contract;
 use crate::{Error, NodeConfig, NodeDir, Result, file_err, netmatch, read_secret};
 
+mod reports;
+
 /// Where the operator token lives, relative to the data directory.
 pub const OPERATOR_TOKEN_FILE: &str = "secrets/dashboard-operator.token";
 /// Where the analyst token lives, relative to the data directory.
@@ -216,6 +218,8 @@ struct DashState {
     /// Name of the cookie that keeps the token (one per party: nodes on one host share
     /// cookies across ports).
     cookie: String,
+    /// What the insight, campaign and budget pages keep between requests.
+    reports: Arc<reports::Reports>,
 }
 
 /// The dashboard's routes, behind the token check.
@@ -225,6 +229,7 @@ pub(crate) fn router(node: &NodeDir) -> Result<Router> {
         dir: Arc::new(node.dir().to_path_buf()),
         tokens: Arc::new(dashboard_tokens(node)?),
         cookie: format!("jingteng_dashboard_{}", node.config().party),
+        reports: Arc::new(reports::Reports::default()),
     };
     // Capabilities add their API here, one route each, read-only unless an operator
     // action: insight (/api/insight), audiences (/api/audiences), campaigns
@@ -237,7 +242,10 @@ pub(crate) fn router(node: &NodeDir) -> Result<Router> {
         .route("/api/match/{run}", get(match_run))
         .route("/api/audit", get(audit))
         .route("/api/audit/verify", post(audit_verify))
-        .route("/api/datasets", get(datasets));
+        .route("/api/datasets", get(datasets))
+        .route("/api/insight", get(reports::insight))
+        .route("/api/campaigns", get(reports::campaigns))
+        .route("/api/budget", get(reports::budget));
     Ok(Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))

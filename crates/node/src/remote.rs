@@ -89,7 +89,7 @@ fn internal(e: &dyn std::fmt::Display) -> Problem {
 
 /// The engine over the host's joined view of collaboration `body`, the view's
 /// description, and the budget key of `caller`'s `analyst`.
-async fn open_engine(
+pub(crate) async fn open_engine(
     dir: &Path,
     body: &ContractBody,
     caller: &str,
@@ -170,15 +170,21 @@ pub(crate) async fn answer_measure(
     req.measure
         .run(&mut engine, &info, &analyst)
         .await
-        .map_err(|e| match e {
-            jingteng_measure::Error::Engine(e) => refusal(e),
-            jingteng_measure::Error::Input(m) => (StatusCode::BAD_REQUEST, "bad-settings", m),
-            e => internal(&e),
-        })
+        .map_err(measure_problem)
+}
+
+/// How a measurement's error goes back: an engine refusal as [`refusal`], settings out
+/// of range as `bad-settings`.
+pub(crate) fn measure_problem(e: jingteng_measure::Error) -> Problem {
+    match e {
+        jingteng_measure::Error::Engine(e) => refusal(e),
+        jingteng_measure::Error::Input(m) => (StatusCode::BAD_REQUEST, "bad-settings", m),
+        e => internal(&e),
+    }
 }
 
 /// How an engine error goes back to the member.
-fn refusal(e: jingteng_engine::Error) -> Problem {
+pub(crate) fn refusal(e: jingteng_engine::Error) -> Problem {
     use jingteng_engine::Error as E;
     let (status, code) = match &e {
         E::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),

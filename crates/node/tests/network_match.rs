@@ -275,6 +275,58 @@ async fn three_nodes_match_like_local_mode() {
     let networked = plain(&view, across).await;
     assert!(!networked.is_empty());
     assert_eq!(networked, plain(&local_state, across).await);
+    // Measurement reads the networked view (timestamps in milliseconds and campaign days
+    // as text, as the members' imports make them) as it reads the local one (seconds,
+    // dates): the same attributed orders and holdout outcomes. Regression: at a
+    // networked host, lift found no conversions and attribution windows shrank 1000×.
+    let collab = jingteng_match::read_spec(&spec).unwrap();
+    let mut derived = Vec::new();
+    for dir in [&view, &local_state] {
+        let mut engine = jingteng_engine::Engine::open(
+            &collab,
+            dir,
+            &jingteng_engine::view::load(dir).unwrap(),
+            jingteng_catalog::Catalog::in_memory().unwrap(),
+            jingteng_engine::Limits::default(),
+        )
+        .await
+        .unwrap();
+        let sources = jingteng_measure::Sources::default();
+        jingteng_measure::register_attributed(&mut engine, &Default::default(), &sources)
+            .await
+            .unwrap();
+        jingteng_measure::register_lift_outcomes(&mut engine, &Default::default(), &sources)
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for sql in [
+            format!(
+                "SELECT campaign_id, COUNT(*), SUM(credit_fen) FROM {} GROUP BY 1 ORDER BY 1",
+                jingteng_measure::ATTRIBUTED
+            ),
+            format!(
+                "SELECT campaign_id, grp, COUNT(*), SUM(converted), SUM(value_fen) FROM {} GROUP BY 1, 2 ORDER BY 1, 2",
+                jingteng_measure::LIFT_OUTCOMES
+            ),
+        ] {
+            let batches = engine
+                .session()
+                .sql(&sql)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            rows.push(jingteng_engine::rows_of(&batches).unwrap().1);
+        }
+        derived.push(rows);
+    }
+    assert!(!derived[1][0].is_empty(), "orders were attributed");
+    assert!(
+        derived[1][1].iter().any(|r| r[3].as_i64() > Some(0)),
+        "people of the holdout converted"
+    );
+    assert_eq!(derived[0], derived[1]);
     let run_dir = retail.dir().join("runs").join(&run);
     let left: Vec<_> = std::fs::read_dir(&run_dir)
         .unwrap()
