@@ -69,15 +69,15 @@ pub struct InsightRequest {
 }
 
 /// A refusal or failure as the host sends it: (status, problem code, detail).
-type Problem = (StatusCode, &'static str, String);
+pub(crate) type Problem = (StatusCode, &'static str, String);
 
-fn internal(e: &dyn std::fmt::Display) -> Problem {
+pub(crate) fn internal(e: &dyn std::fmt::Display) -> Problem {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
 /// The engine over the host's joined view of collaboration `body`, and the budget key
 /// of `caller`'s `analyst`.
-async fn open_engine(
+pub(crate) async fn open_engine(
     dir: &Path,
     body: &ContractBody,
     caller: &str,
@@ -148,7 +148,7 @@ pub(crate) async fn answer_insight(
 }
 
 /// How an engine error goes back to the member.
-fn refusal(e: jingteng_engine::Error) -> Problem {
+pub(crate) fn refusal(e: jingteng_engine::Error) -> Problem {
     use jingteng_engine::Error as E;
     let (status, code) = match &e {
         E::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
@@ -180,11 +180,24 @@ pub async fn insight_host(
     post_host(node, collaboration, "insight", req).await
 }
 
-async fn post_host<T: serde::de::DeserializeOwned>(
+pub(crate) async fn post_host<T: serde::de::DeserializeOwned>(
     node: &NodeDir,
     collaboration: &str,
     what: &str,
     req: &impl Serialize,
+) -> Result<T> {
+    let json = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
+    call_host(node, collaboration, hyper::Method::POST, what, Some(json)).await
+}
+
+/// One call to the host of `collaboration` at `/v1/collaborations/{id}/{what}`, with a
+/// JSON body for a POST; a problem answer becomes [`Error::Remote`].
+pub(crate) async fn call_host<T: serde::de::DeserializeOwned>(
+    node: &NodeDir,
+    collaboration: &str,
+    method: hyper::Method,
+    what: &str,
+    json: Option<Vec<u8>>,
 ) -> Result<T> {
     let body = crate::server::active_contract(node, collaboration)?;
     let collab = jingteng_psi::Collaboration::parse(&body.spec)
@@ -199,14 +212,13 @@ async fn post_host<T: serde::de::DeserializeOwned>(
         .iter()
         .find(|m| m.party == host)
         .ok_or_else(|| Error::Contract(format!("the host {host} is not a member")))?;
-    let json = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
-    let (status, bytes) = crate::server::post_to_peer(
+    let (status, bytes) = crate::server::request_peer(
         node,
         &card.endpoint,
         &card.cert_sha256,
+        method,
         &format!("/v1/collaborations/{collaboration}/{what}"),
-        "application/json",
-        json,
+        json.map(|j| ("application/json", j.into())),
     )
     .await?;
     if status == 200 {
