@@ -297,6 +297,26 @@ impl Store {
         )
     }
 
+    /// Rewrites every version delivered to `party` without the user ids in `gone` (a
+    /// deletion at the activation party); returns the entries removed.
+    pub fn remove_delivered(
+        &self,
+        party: &str,
+        gone: &HashSet<String>,
+        id_column: &str,
+    ) -> Result<u64> {
+        let mut removed = 0u64;
+        for (name, version, file) in self.delivered_files(party)? {
+            let ids = read_ids(&file)?;
+            let kept: Vec<String> = ids.iter().filter(|i| !gone.contains(*i)).cloned().collect();
+            if kept.len() != ids.len() {
+                removed += (ids.len() - kept.len()) as u64;
+                self.rewrite_delivered(party, &name, version, id_column, &kept)?;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Rewrites a delivered version's file and manifest entry with `ids` (a deletion).
     pub(crate) fn rewrite_delivered(
         &self,

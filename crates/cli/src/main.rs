@@ -111,10 +111,12 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Audiences for the media platform: define, size, deliver, list (local mode).
+    /// Audiences for the media platform: define, size, deliver, list (local mode with
+    /// --spec; at the collaboration's host with --collab ID --dir NODE).
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
-    /// Record a person's opt-out or deletion at a party and propagate it (local mode).
+    /// Record a person's opt-out or deletion at a party and propagate it (local mode
+    /// with --spec; at this node, for its own party, with --collab ID --dir NODE).
     Forget(audience::ForgetArgs),
 }
 
@@ -506,7 +508,8 @@ fn main() -> ExitCode {
                     Some(jingteng_node::Error::Remote { code, detail, .. }) => {
                         eprintln!("{detail}");
                         match code.as_str() {
-                            "refused" | "resource-limit" => ExitCode::from(3),
+                            "refused" | "resource-limit" | "audience-too-small" | "consent"
+                            | "lookalike" => ExitCode::from(3),
                             "budget-exhausted" => ExitCode::from(4),
                             _ => ExitCode::FAILURE,
                         }

@@ -15,7 +15,7 @@ pub(crate) fn spec_of(target: &QueryTarget) -> anyhow::Result<&Path> {
     target
         .spec
         .as_deref()
-        .context("this command runs in local mode only (--collab reaches a host for `query` and `insight`, not yet for `measure` or `audience`): give --spec FILE")
+        .context("this command runs in local mode only (--collab reaches a host for `query`, `insight` and `audience`, not yet for `measure`): give --spec FILE")
 }
 
 /// The local state folder: the joined view and the catalog (budget ledger, answer
@@ -59,7 +59,9 @@ pub(crate) async fn open(target: &QueryTarget) -> anyhow::Result<Engine> {
 }
 
 /// Networked mode: this node (--dir) and the collaboration (--collab).
-fn remote(target: &QueryTarget) -> Option<anyhow::Result<(jingteng_node::NodeDir, &str)>> {
+pub(crate) fn remote(
+    target: &QueryTarget,
+) -> Option<anyhow::Result<(jingteng_node::NodeDir, &str)>> {
     let collab = target.collab.as_deref()?;
     let dir = target.dir.as_deref()?;
     Some(

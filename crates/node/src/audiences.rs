@@ -871,6 +871,53 @@ pub async fn audience_deliver(
     .await
 }
 
+/// What [`forget_here`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetHere {
+    /// The request as recorded.
+    pub recorded: jingteng_audience::ForgetReport,
+    /// Entries removed from versions already delivered to this node (deletions only).
+    pub removed_from_delivered_versions: u64,
+}
+
+/// Records an opt-out or a deletion of one of this node's own records (its party's
+/// record id) for `collaboration`, in its catalog (audited, without the id): every
+/// audience version delivered to this node from then on leaves the person out. A
+/// deletion also rewrites the versions this node already holds without them.
+pub fn forget_here(
+    node: &NodeDir,
+    collaboration: &str,
+    record_id: &str,
+    kind: jingteng_audience::ForgetKind,
+) -> Result<ForgetHere> {
+    let body = crate::server::active_contract(node, collaboration)?;
+    let collab = jingteng_psi::Collaboration::parse(&body.spec)
+        .map_err(|e| Error::Contract(e.to_string()))?;
+    let me = node.config().party.clone();
+    let party = collab
+        .parties()
+        .iter()
+        .find(|p| p.name == me)
+        .ok_or_else(|| Error::Contract(format!("{me} contributes no data to {collaboration}")))?;
+    let mut catalog = node.catalog()?;
+    let recorded =
+        jingteng_audience::forget(&mut catalog, &collab, &me, record_id, kind, "operator")
+            .map_err(|e| Error::Contract(e.to_string()))?;
+    let removed_from_delivered_versions = if kind == jingteng_audience::ForgetKind::Delete {
+        let column = party.identity.record_id.clone().unwrap_or_default();
+        let gone: HashSet<String> = [record_id.trim().to_string()].into_iter().collect();
+        Store::new(audiences_dir(node.dir(), collaboration))
+            .remove_delivered(&me, &gone, &column)
+            .map_err(|e| Error::Internal(e.to_string()))?
+    } else {
+        0
+    };
+    Ok(ForgetHere {
+        recorded,
+        removed_from_delivered_versions,
+    })
+}
+
 /// The versions delivered to this node (as an activation party) in `collaboration`:
 /// per audience, its versions as the manifest lists them.
 pub fn delivered_here(

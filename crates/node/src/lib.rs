@@ -67,8 +67,8 @@ pub fn decode_contribution(
 pub use audiences::{
     ACTIVATION_TYPE, ActivationBatch, ActivationError, ActivationHeader, AudienceCreated,
     AudienceDelivered, AudienceDetail, AudienceSummary, CreateAudience, DeliverAudience,
-    MAX_ACTIVATION_ROWS, RuleSql, audience_create, audience_deliver, audience_list, audience_show,
-    audiences_dir, delivered_here, delivered_ids,
+    ForgetHere, MAX_ACTIVATION_ROWS, RuleSql, audience_create, audience_deliver, audience_list,
+    audience_show, audiences_dir, delivered_here, delivered_ids, forget_here,
 };
 pub use remote::{InsightRequest, QueryReply, QueryRequest, insight_host, query_host};
 pub use retry::RetryPolicy;
