@@ -129,6 +129,14 @@ pub struct AudienceSummary {
     pub activate: String,
     /// The member that defined it.
     pub owner: String,
+    /// When it was defined, Unix ms.
+    pub created_ms: i64,
+    /// Its size class, as of its latest version (or its definition when it has none).
+    pub size_class: Option<String>,
+    /// Its size as last released (at its latest version, or when it was defined).
+    pub released_people: Option<i64>,
+    /// How that size was released (`dp` or `threshold`).
+    pub release_mode: Option<String>,
     /// Every delivered version, oldest first.
     pub versions: Vec<VersionRecord>,
 }
@@ -153,11 +161,18 @@ pub struct AudienceDelivered {
     pub size: SizeRelease,
 }
 
+/// Who defined an audience, and its size as released when it was defined.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Owner {
     party: String,
     created_ms: i64,
+    #[serde(default)]
+    size_class: Option<String>,
+    #[serde(default)]
+    released_people: Option<i64>,
+    #[serde(default)]
+    release_mode: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -450,6 +465,9 @@ pub(crate) async fn create(
     let owner = Owner {
         party: caller.to_string(),
         created_ms: now,
+        size_class: Some(eval.size_class()),
+        released_people: size.people,
+        release_mode: Some(size.release.mode.clone()),
     };
     let json = serde_json::to_vec_pretty(&owner).map_err(|e| internal(&e))?;
     write_atomic(&owner_path(&root, def.name()), &json).map_err(|e| internal(&e))?;
@@ -495,13 +513,31 @@ pub(crate) fn list(
     let mut out = Vec::new();
     for name in store.names().map_err(problem_of)? {
         let def = store.definition(&name).map_err(problem_of)?;
+        let owner = read_owner(&root, &name)?;
+        let versions = store.versions(&name).map_err(problem_of)?;
+        let (size_class, released_people, release_mode) = match versions.last() {
+            Some(v) => (
+                Some(v.size_class.clone()),
+                v.released_people,
+                Some(v.release_mode.clone()),
+            ),
+            None => owner.as_ref().map_or((None, None, None), |o| {
+                (
+                    o.size_class.clone(),
+                    o.released_people,
+                    o.release_mode.clone(),
+                )
+            }),
+        };
         out.push(AudienceSummary {
             description: def.file().description.clone(),
             activate: def.activate().to_string(),
-            owner: read_owner(&root, &name)?
-                .map(|o| o.party)
-                .unwrap_or_default(),
-            versions: store.versions(&name).map_err(problem_of)?,
+            owner: owner.as_ref().map(|o| o.party.clone()).unwrap_or_default(),
+            created_ms: owner.as_ref().map_or(0, |o| o.created_ms),
+            size_class,
+            released_people,
+            release_mode,
+            versions,
             name,
         });
     }

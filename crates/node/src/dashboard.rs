@@ -237,7 +237,12 @@ pub(crate) fn router(node: &NodeDir) -> Result<Router> {
         .route("/api/match/{run}", get(match_run))
         .route("/api/audit", get(audit))
         .route("/api/audit/verify", post(audit_verify))
-        .route("/api/datasets", get(datasets));
+        .route("/api/datasets", get(datasets))
+        .route("/api/audiences", get(audiences).post(create_audience))
+        .route(
+            "/api/audiences/{collab}/{name}/deliver",
+            post(deliver_audience),
+        );
     Ok(Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
@@ -896,6 +901,173 @@ async fn datasets(State(state): State<DashState>) -> Response {
         Ok(json!({ "datasets": list }))
     })
     .await
+}
+
+// ---------------------------------------------------------------------------------
+// Audiences: what the host keeps (through the node API, as `jingteng audience list
+// --collab` asks it) and what was delivered to this node; operator actions create and
+// deliver through the same client calls as the CLI.
+
+/// The audiences of every active collaboration: the host's list (sizes as released,
+/// versions) and the versions delivered to this node as an activation party.
+async fn audiences(State(state): State<DashState>) -> Response {
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let ids: Vec<String> = match node.catalog().and_then(|c| Ok(c.collaborations()?)) {
+        Ok(list) => list
+            .into_iter()
+            .filter(|(_, _, st)| st == "active")
+            .map(|(id, _, _)| id)
+            .collect(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(body) = crate::server::active_contract(&node, &id) else {
+            continue;
+        };
+        let collab = jingteng_psi::Collaboration::parse(&body.spec).ok();
+        let parties: Vec<Value> = collab
+            .iter()
+            .flat_map(|c| c.parties())
+            .map(|p| {
+                let tables: Vec<Value> = p
+                    .all_tables()
+                    .filter(|t| t.record_id.is_some())
+                    .map(|t| {
+                        let columns: Vec<&String> = t
+                            .dimensions
+                            .iter()
+                            .chain(&t.measures)
+                            .chain(&t.timestamps)
+                            .collect();
+                        json!({ "name": format!("{}.{}", p.name, t.name), "columns": columns })
+                    })
+                    .collect();
+                json!({ "name": p.name, "tables": tables })
+            })
+            .collect();
+        let host = collab.as_ref().and_then(|c| c.host().map(str::to_string));
+        let (list, error) = match crate::audiences::audience_list(&node, &id).await {
+            Ok(l) => (serde_json::to_value(l).unwrap_or(Value::Null), None),
+            Err(e) => (json!([]), Some(e.to_string())),
+        };
+        let held: Vec<Value> = crate::audiences::delivered_here(&node, &id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, versions)| json!({ "name": name, "versions": versions }))
+            .collect();
+        out.push(json!({
+            "id": id,
+            "host": host,
+            "parties": parties,
+            "audiences": list,
+            "error": error,
+            "delivered_here": held,
+        }));
+    }
+    ok_json(json!({ "party": state.party, "collaborations": out }))
+}
+
+/// What the dashboard's form sends.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateForm {
+    collaboration: String,
+    definition: jingteng_audience::DefinitionFile,
+    #[serde(default)]
+    analyst: Option<String>,
+}
+
+fn operator_only(role: Role) -> Option<Response> {
+    (role != Role::Operator).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "operator-only",
+            "this action needs the node's operator token; the analyst token is read-only",
+        )
+    })
+}
+
+/// How a refusal from the host reaches the browser: its status and code, its detail.
+fn remote_problem(e: Error) -> Response {
+    match e {
+        Error::Remote {
+            status,
+            code,
+            detail,
+            ..
+        } => problem(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            &code,
+            &detail,
+        ),
+        other => problem(
+            StatusCode::BAD_GATEWAY,
+            "host-unreachable",
+            &other.to_string(),
+        ),
+    }
+}
+
+/// Operator action: defines an audience at the collaboration's host, as `jingteng
+/// audience create --collab` does (the size is charged to `PARTY:dashboard` unless the
+/// form names an analyst).
+async fn create_audience(
+    State(state): State<DashState>,
+    axum::Extension(role): axum::Extension<Role>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = operator_only(role) {
+        return r;
+    }
+    let form: CreateForm = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("not an audience form: {e}"),
+            );
+        }
+    };
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let req = crate::audiences::CreateAudience {
+        definition: form.definition,
+        analyst: form.analyst.unwrap_or_else(|| "dashboard".into()),
+    };
+    match crate::audiences::audience_create(&node, &form.collaboration, &req).await {
+        Ok(created) => ok_json(serde_json::to_value(created).unwrap_or(Value::Null)),
+        Err(e) => remote_problem(e),
+    }
+}
+
+/// Operator action: has the host deliver the next version of an audience, as `jingteng
+/// audience deliver --collab` does.
+async fn deliver_audience(
+    State(state): State<DashState>,
+    axum::Extension(role): axum::Extension<Role>,
+    axum::extract::Path((collab, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if let Some(r) = operator_only(role) {
+        return r;
+    }
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let req = crate::audiences::DeliverAudience {
+        analyst: "dashboard".into(),
+    };
+    match crate::audiences::audience_deliver(&node, &collab, &name, &req).await {
+        Ok(d) => ok_json(serde_json::to_value(d).unwrap_or(Value::Null)),
+        Err(e) => remote_problem(e),
+    }
 }
 
 #[cfg(test)]
