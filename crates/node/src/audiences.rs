@@ -407,7 +407,7 @@ fn audit(
     details: serde_json::Value,
 ) -> std::result::Result<(), Problem> {
     NodeDir::open(dir)
-        .and_then(|n| Ok(n.catalog()?))
+        .and_then(|n| n.catalog())
         .and_then(|mut c| Ok(c.audit(actor, action, subject, &details)?))
         .map(|_| ())
         .map_err(|e| internal(&format!("audit log: {e}")))
@@ -444,16 +444,16 @@ pub(crate) async fn create(
     let eval = jingteng_audience::evaluate(&engine, &def, now / 1000, None)
         .await
         .map_err(|e| {
-            if let jingteng_audience::Error::TooSmall { class, .. } = &e {
-                if let Err(p) = audit(
+            if let jingteng_audience::Error::TooSmall { class, .. } = &e
+                && let Err(p) = audit(
                     dir,
                     caller,
                     "audience-refused",
                     &body.collaboration,
                     serde_json::json!({"audience": def.name(), "size_class": class}),
-                ) {
-                    return p;
-                }
+                )
+            {
+                return p;
             }
             problem_of(e)
         })?;
@@ -574,6 +574,7 @@ fn valid_name(name: &str) -> bool {
 /// consent scope of every dataset the audience reads, evaluates it again on the current
 /// view, releases its size, sends the activation party its own rows, and records the
 /// version.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn deliver(
     node: &NodeDir,
     body: &ContractBody,
