@@ -1004,6 +1004,7 @@ fn remote_problem(e: Error) -> Response {
             &code,
             &detail,
         ),
+        Error::Contract(detail) => problem(StatusCode::BAD_REQUEST, "no-collaboration", &detail),
         other => problem(
             StatusCode::BAD_GATEWAY,
             "host-unreachable",
@@ -1384,6 +1385,43 @@ mod tests {
         assert_eq!(audit["entries"][0]["details"]["via"], "dashboard");
         assert_eq!(audit["total"], before + 1);
         assert_eq!(audit["verify"]["ok"], true);
+
+        // Audience actions: the operator's only; a malformed form is a 400, a
+        // collaboration this node is not in is refused by the client, not a panic.
+        let form = br#"{"collaboration":"nowhere","definition":{"name":"a","activate":"social","include":["social.users"]}}"#;
+        for uri in ["/api/audiences", "/api/audiences/nowhere/a/deliver"] {
+            let a = call(&node, "POST", uri, &[("authorization", &an)], form.to_vec()).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{uri}");
+            assert_eq!(a.json()["type"], "urn:jingteng:error:operator-only");
+        }
+        let a = call(
+            &node,
+            "POST",
+            "/api/audiences",
+            &[("authorization", &op)],
+            b"{\"collaboration\": 1}".to_vec(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let a = call(
+            &node,
+            "POST",
+            "/api/audiences",
+            &[("authorization", &op)],
+            form.to_vec(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.json()["type"], "urn:jingteng:error:no-collaboration");
+        assert!(
+            a.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no active collaboration")
+        );
+        let list = get(&node, "/api/audiences", Some(tokens.analyst())).await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(list.json()["party"], "retail");
 
         // A GET-only path answers 405 to a POST, a huge body 413: never a panic.
         let a = call(

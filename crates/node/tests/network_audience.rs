@@ -384,6 +384,23 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         want.len()
     );
 
+    // A deletion at the media node also rewrites the versions it already holds.
+    let deleted = want2.iter().next().unwrap().clone();
+    let out =
+        jingteng_node::forget_here(&social, id, &deleted, jingteng_audience::ForgetKind::Delete)
+            .unwrap();
+    assert_eq!(out.removed_from_delivered_versions, 2);
+    for v in [1, 2] {
+        let ids = jingteng_node::delivered_ids(&social, id, "hair-care-young", v).unwrap();
+        assert!(!ids.contains(&deleted), "version {v}");
+    }
+    assert_eq!(
+        jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
+            .unwrap()
+            .len(),
+        want.len() - 1
+    );
+
     // Only the host delivers to the media node, and it refuses malformed messages.
     let media = contract::card(&social).unwrap();
     let batch = ActivationBatch {
