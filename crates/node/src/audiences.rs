@@ -1010,6 +1010,36 @@ mod tests {
         assert_eq!(ActivationBatch::decode(&bytes).unwrap(), sample());
     }
 
+    /// Random corruptions of a valid message (a cheap stand-in for the fuzz target in
+    /// `fuzz/fuzz_targets/activation.rs`): never a panic, and whatever decodes keeps
+    /// the invariants.
+    #[test]
+    fn corrupted_messages_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let good = sample().encode().unwrap();
+        for _ in 0..20_000 {
+            let mut b = good.clone();
+            for _ in 0..rng.random_range(1..4) {
+                match rng.random_range(0..3) {
+                    0 => {
+                        let i = rng.random_range(0..b.len());
+                        b[i] = rng.random();
+                    }
+                    1 => b.truncate(rng.random_range(0..b.len())),
+                    _ => b.push(rng.random()),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(batch) = ActivationBatch::decode(&b) {
+                assert!(batch.rows.windows(2).all(|w| w[0] < w[1]));
+                assert!(batch.rows.iter().all(|r| *r < batch.header.records));
+            }
+        }
+    }
+
     #[test]
     fn malformed_messages_are_typed_errors() {
         let good = sample().encode().unwrap();
