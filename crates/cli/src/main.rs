@@ -113,6 +113,14 @@ enum Command {
     Bench(BenchCommand),
     /// Audiences for the media platform: define, size, deliver, list (local mode with
     /// --spec; at the collaboration's host with --collab ID --dir NODE).
+    ///
+    /// Networked mode sends the request from the node at --dir to the host the signed
+    /// contract names, over mutual TLS: the host checks and evaluates the audience on
+    /// its joined view (built by `jingteng match --collab`), releases only its size
+    /// (charged to PARTY:ANALYST) and, on `deliver`, sends the media node only the rows
+    /// of its own identity table, which that node turns into its own user ids under
+    /// NODE/audiences/, leaving out the users it recorded with `jingteng forget
+    /// --collab`. See docs/audiences.md.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
     /// Record a person's opt-out or deletion at a party and propagate it (local mode

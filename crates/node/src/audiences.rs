@@ -626,6 +626,17 @@ pub(crate) async fn deliver(
         *info.report.records.get(&party).ok_or_else(|| {
             internal(&format!("the match report has no record count for {party}"))
         })?;
+    if !jingteng_engine::view::rows_path(&view, &party).exists() {
+        return Err((
+            StatusCode::CONFLICT,
+            "no-view",
+            format!(
+                "the host's joined view of {} keeps no rows of {party}'s identity table (it was built by an older version): the host runs `jingteng match --collab {}` again",
+                collab.id(),
+                collab.id()
+            ),
+        ));
+    }
     let rows_of = jingteng_engine::view::person_rows(&view, &party).map_err(|e| internal(&e))?;
     let mut rows = Vec::with_capacity(eval.members().len());
     for p in eval.members() {
