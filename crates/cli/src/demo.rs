@@ -3,7 +3,7 @@
 //! `report.json`.
 //!
 //! The report is one JSON object; each capability adds its own top-level key as it
-//! lands (`match` today; `insight`, `audience`, `attribution`, `lift`, `reach` later).
+//! lands (`match`, `insight` and `audience` today; `attribution`, `lift`, `reach` later).
 //! See docs/demo.md.
 
 use std::path::{Path, PathBuf};
@@ -46,8 +46,9 @@ const DEMO_ENTRIES: [&str; 4] = ["world", "nodes", "report.json", "truth.json"];
 /// next to it). Then keeps the nodes up until Ctrl-C, unless --no-serve, and prints
 /// each node's web dashboard URL (with its operator token).
 ///
-/// Today the demo covers the world, the nodes, the signed contract, the match and the
-/// dashboards; the query engine, audiences and measurement join it as they land.
+/// Today the demo covers the world, the nodes, the signed contract, the match, insight
+/// through the host, an audience delivered to the media node, and the dashboards;
+/// measurement joins it as it lands.
 /// See docs/demo.md and docs/dashboard.md.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -92,7 +93,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = args.out.as_path();
     prepare(out, args.force)?;
     let started = Instant::now();
-    let step = |n: u32, text: String| eprintln!("[{n}/6] {text}");
+    let step = |n: u32, text: String| eprintln!("[{n}/7] {text}");
 
     // 1. The world.
     let world = out.join("world");
@@ -331,8 +332,30 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
+    // 7. An audience: the brand defines it at the host, the host releases its size and
+    // delivers it to the social node as social's own user ids.
+    let audience_started = Instant::now();
+    let social_node = NodeDir::open(&nodes_dir.join("social"))?;
+    let audience =
+        match runtime.block_on(audience(&brand_node, &social_node, &status.collaboration)) {
+            Ok(v) => v,
+            Err(e) => {
+                stop_servers(&runtime, &stop, servers);
+                return Err(e.context("the audience step"));
+            }
+        };
+    step(
+        7,
+        format!(
+            "audience {:?} defined by brand at {HOST}, its size released under differential privacy, delivered to social as social's own user ids ({:.1} s)",
+            audience["name"].as_str().unwrap_or("?"),
+            audience_started.elapsed().as_secs_f64()
+        ),
+    );
+
     // The report.
     let report = json!({
+        "audience": audience,
         "insight": insight,
         "jingteng": { "version": env!("CARGO_PKG_VERSION"), "command": "demo" },
         "world": {
@@ -370,6 +393,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             "networked_match": networked_secs,
             "local_match": local_secs,
             "insight": insight_started.elapsed().as_secs_f64(),
+            "audience": audience_started.elapsed().as_secs_f64(),
             "total": started.elapsed().as_secs_f64(),
         },
     });
@@ -707,6 +731,29 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         insight["budget"]["spent"],
         insight["budget"]["limit"]
     );
+    let a = &report["audience"];
+    println!(
+        "\nAudience {:?} (rules: {}), defined by the brand at the host: size class {}, released size {} (±{} at 95%, {}); delivered as version {} to social, which holds {} of its own user ids ({}).",
+        a["name"].as_str().unwrap_or("?"),
+        a["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
+        a["size_class"].as_str().unwrap_or("?"),
+        n(&a["released_people"]),
+        a["bound95"],
+        a["release"].as_str().unwrap_or("?"),
+        a["delivered"]["version"],
+        n(&a["delivered"]["users_at_media"]),
+        if a["released_within_bound95"] == true {
+            "the released size is within its 95% noise bound of that count"
+        } else {
+            "the released size is OUTSIDE its 95% noise bound of that count"
+        }
+    );
     let d = out.display();
     let collab = report["contract"]["collaboration"].as_str().unwrap_or("?");
     println!(
@@ -731,6 +778,10 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
                 "jingteng query --collab {collab} --dir {d}/nodes/brand \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
             ),
             "ask the host more, as the brand, while the nodes serve",
+        ),
+        (
+            format!("jingteng audience list --collab {collab} --dir {d}/nodes/social"),
+            "the audience at the host, and the versions social holds",
         ),
         (
             format!(
@@ -819,6 +870,80 @@ async fn insight(brand: &NodeDir, collab: &str, truth: &Value) -> anyhow::Result
             "release": a.release,
         },
         "budget": a.budget,
+    }))
+}
+
+/// The audience step: the brand's node defines an audience at the host (people who
+/// bought hair care at the retailer and are not yet brand customers, for social), the
+/// host evaluates it on its joined view and releases only its size (charged to
+/// `brand:analyst`), then delivers it: social receives the rows of its own identity
+/// table and writes its own user ids. The count social holds is social's own figure;
+/// the released size should sit within its noise bound of it.
+async fn audience(brand: &NodeDir, social: &NodeDir, collab: &str) -> anyhow::Result<Value> {
+    let rules = vec!["retail.orders.category = 'hair_care'".to_string()];
+    let definition = jingteng_audience::DefinitionFile {
+        name: "hair-care-prospects".into(),
+        description: "bought hair care at the retailer, not yet a brand customer".into(),
+        activate: "social".into(),
+        include: rules.clone(),
+        exclude: vec!["brand.crm".into()],
+        // The demo's world is small: 100 rather than the default 1,000.
+        min_size: Some(100),
+        as_of: None,
+        lookalike: None,
+    };
+    let created = jingteng_node::audience_create(
+        brand,
+        collab,
+        &jingteng_node::CreateAudience {
+            definition,
+            analyst: "analyst".into(),
+        },
+    )
+    .await?;
+    let delivered = jingteng_node::audience_deliver(
+        brand,
+        collab,
+        &created.name,
+        &jingteng_node::DeliverAudience {
+            analyst: "analyst".into(),
+        },
+    )
+    .await?;
+    let version = delivered.record.version;
+    let held = jingteng_node::delivered_here(social, collab)?;
+    let users = held
+        .iter()
+        .find(|(name, _)| *name == created.name)
+        .and_then(|(_, versions)| versions.iter().find(|v| v.version == version))
+        .map(|v| v.users)
+        .context("social holds no delivered version of the audience")?;
+    let bound = created.size.release.noise.first().and_then(|n| n.bound95);
+    let within = match (created.size.people, bound) {
+        (Some(p), Some(b)) => Some(((p - users as i64).abs() as f64) <= b),
+        (Some(p), None) => Some(p == users as i64),
+        _ => None,
+    };
+    let mut rules_text: Vec<String> = rules.iter().map(|r| format!("include {r}")).collect();
+    rules_text.push("exclude brand.crm".into());
+    Ok(json!({
+        "name": created.name,
+        "activate": created.activate,
+        "defined_by": created.owner,
+        "rules": rules_text,
+        "size_class": created.size_class,
+        "released_people": created.size.people,
+        "bound95": bound,
+        "release": created.size.release.mode,
+        "budget": created.size.budget_remaining.map(|r| json!({"remaining": r})),
+        "delivered": {
+            "to": delivered.record.to,
+            "version": version,
+            "file": jingteng_node::audiences_dir(Path::new("nodes/social"), collab)
+                .join(&delivered.record.file),
+            "users_at_media": users,
+        },
+        "released_within_bound95": within,
     }))
 }
 
