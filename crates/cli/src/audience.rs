@@ -421,7 +421,7 @@ async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         println!(
-            "audience {:?} version {} delivered by the host to {} as its own user ids (at that node: {})",
+            "audience {:?} version {} delivered by the host to {} as its own user ids (in that node's directory: {})",
             a.name, out.record.version, out.record.to, out.record.file
         );
         println!("size class {}", out.record.size_class);

@@ -939,8 +939,7 @@ async fn audience(brand: &NodeDir, social: &NodeDir, collab: &str) -> anyhow::Re
         "delivered": {
             "to": delivered.record.to,
             "version": version,
-            "file": jingteng_node::audiences_dir(Path::new("nodes/social"), collab)
-                .join(&delivered.record.file),
+            "file": Path::new("nodes/social").join(&delivered.record.file),
             "users_at_media": users,
         },
         "released_within_bound95": within,

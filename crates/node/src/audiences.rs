@@ -697,7 +697,14 @@ pub(crate) async fn deliver(
         created_ms: now,
         view_fingerprint: engine.fingerprint().to_string(),
         to: party.clone(),
-        file: format!("delivered/{party}/{name}/v{version}.parquet"),
+        // Where the activation party keeps it, relative to its node directory.
+        file: audiences_dir(Path::new(""), &body.collaboration)
+            .join("delivered")
+            .join(&party)
+            .join(name)
+            .join(format!("v{version}.parquet"))
+            .to_string_lossy()
+            .into_owned(),
         size_class: eval.size_class(),
         released_people: size.people,
         release_mode: size.release.mode.clone(),

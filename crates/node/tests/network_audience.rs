@@ -315,6 +315,11 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         .await
         .unwrap();
     assert_eq!((d1.record.version, d1.record.to.as_str()), (1, "social"));
+    assert!(
+        social.dir().join(&d1.record.file).exists(),
+        "{}",
+        d1.record.file
+    );
     let got: BTreeSet<String> = jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
         .unwrap()
         .into_iter()
