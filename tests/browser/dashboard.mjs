@@ -11,21 +11,26 @@
 // Checks: no token, a wrong token or an analyst token on an action are refused; every
 // page of every node renders, each chart is an ECharts instance with data on a canvas;
 // the language toggle switches every label to Chinese and back; the operator's action
-// (verify the audit log) works from the page and the analyst's button is disabled.
+// (verify the audit log) works from the page and the analyst's button is disabled; the
+// brand's operator creates an audience from the Audiences page (through the host), sees
+// it listed with its released size, delivers it, and the media node's page lists the
+// version it received; the analyst cannot create one.
 // Screenshots of every page go to JT_SCREENSHOTS. Exits 1 on the first failure.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const PAGES = ['overview', 'match', 'insight', 'campaigns', 'budget', 'jobs', 'audit', 'datasets'];
+const PAGES = ['overview', 'match', 'insight', 'campaigns', 'budget', 'jobs', 'audit', 'datasets', 'audiences'];
 // Charts each page must show at the host (members host no match runs and ask the host
 // for insight; campaign reports are the host's). Insight: overlap, profile,
 // cross-purchase, 4A funnel, month-to-month flows. Campaigns: attribution (spend and
 // attributed GMV), reach (a tiny world under DP releases no lift or breakdown: the
 // page says so). Budget: per analyst, over time (at a member: what the host reported).
-const HOST_CHARTS = { overview: 0, match: 3, insight: 5, campaigns: 2, budget: 2, jobs: 1, audit: 1, datasets: 1 };
-const MEMBER_CHARTS = { overview: 0, match: 0, insight: 5, campaigns: 0, budget: 1, jobs: 0, audit: 1, datasets: 1 };
+// The audiences page has its chart once an audience exists (checked after one is
+// created).
+const HOST_CHARTS = { overview: 0, match: 3, insight: 5, campaigns: 2, budget: 2, jobs: 1, audit: 1, datasets: 1, audiences: 0 };
+const MEMBER_CHARTS = { overview: 0, match: 0, insight: 5, campaigns: 0, budget: 1, jobs: 0, audit: 1, datasets: 1, audiences: 0 };
 
 function fail(message) {
   throw new Error(message);
@@ -65,6 +70,12 @@ async function httpChecks(party, node) {
     method: 'POST', headers: { Cookie: `jingteng_dashboard_${party}=${node.operator}` },
   });
   need(byCookie.status === 401, `${party}: an action with the token in a cookie only answered ${byCookie.status}, not 401`);
+  const audienceAsAnalyst = await fetch(url('/api/audiences'), {
+    method: 'POST',
+    headers: { Authorization: 'Bearer ' + node.analyst, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ collaboration: 'x', definition: { name: 'x', activate: 'social' } }),
+  });
+  need(audienceAsAnalyst.status === 403, `${party}: the analyst's POST /api/audiences answered ${audienceAsAnalyst.status}, not 403`);
   const noToken = await fetch(url('/api/audit/verify'), { method: 'POST' });
   need(noToken.status === 401, `${party}: an action without a token answered ${noToken.status}, not 401`);
   log(`ok  ${party}: 401 without or with a wrong token on pages, assets and API; 403 for the analyst's action`);
@@ -198,7 +209,7 @@ async function browse(browser, party, node, isHost, hostNode) {
   }
   // Every label switched: the navigation and the page's headings are Chinese.
   const nav = await p.$$eval('nav a', (as) => as.map((a) => a.textContent));
-  need(nav.join(',') === '概览,匹配,洞察,营销活动,隐私预算,任务,审计日志,数据集', `${party}: navigation in Chinese is ${nav}`);
+  need(nav.join(',') === '概览,匹配,洞察,营销活动,隐私预算,任务,审计日志,数据集,人群', `${party}: navigation in Chinese is ${nav}`);
   await p.click('#lang');
   await p.waitForFunction(() => document.documentElement.lang === 'en'
     && document.querySelector('nav a[data-page="overview"]').textContent === 'Overview');
@@ -260,6 +271,66 @@ async function analyst(browser, party, node) {
   log(`ok  ${party}: the analyst sees the views read-only; no token, no page`);
 }
 
+// The brand's operator creates an audience from the page; the host evaluates it and
+// releases its size; it is listed with that size; delivering it from the page puts the
+// media node's own users at the media node, whose page lists the version.
+async function audiences(browser, brand, media) {
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+  const p = await context.newPage();
+  const problems = [];
+  p.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await p.goto(`${brand.url}?token=${brand.operator}#/audiences`);
+  await checkPage(p, 'brand', 'audiences', 0);
+  // A refused rule: the policy's reason is shown on the form.
+  await p.fill('#aud-name', 'by-phone');
+  await p.fill('#aud-include', "social.users.phone_md5 = 'x'");
+  await p.click('#aud-create');
+  await p.waitForFunction(() => /refused \[identifier\]/.test((document.querySelector('#aud-note') || {}).textContent || ''),
+    null, { timeout: 60000 });
+  log('ok  brand #/audiences: a rule over an identifier is refused on the form, by name');
+  await p.fill('#aud-name', 'ui-hair-care');
+  await p.fill('#aud-include', "retail.orders.category = 'hair_care'");
+  await p.fill('#aud-exclude', 'brand.crm');
+  await p.fill('#aud-min', '100');
+  await p.click('#aud-create');
+  await p.waitForSelector('#aud-flash', { timeout: 60000 });
+  const flash = await p.$eval('#aud-flash', (e) => e.textContent);
+  need(/ui-hair-care created: .* people \(dp\)/.test(flash), `brand #/audiences: after creating, the page says ${flash}`);
+  await checkPage(p, 'brand', 'audiences', 1);
+  const listed = await p.$$eval('table.audiences tbody tr', (trs) => trs.map((tr) => tr.innerText));
+  need(listed.some((r) => r.includes('ui-hair-care') && r.includes('social') && r.includes('brand')),
+    `brand #/audiences: the new audience is not listed: ${listed}`);
+  log(`ok  brand #/audiences: created from the page (${flash}); listed; ${await shot(p, 'brand-audiences-created-en')}`);
+  await p.click('button[data-deliver="ui-hair-care"]');
+  await p.waitForFunction(() => /Version 1 delivered to social/.test((document.querySelector('#aud-flash') || {}).textContent || ''),
+    null, { timeout: 60000 });
+  await checkPage(p, 'brand', 'audiences', 1);
+  const after = await p.$$eval('table.audiences tbody tr', (trs) => trs.map((tr) => tr.innerText));
+  need(after.some((r) => r.includes('ui-hair-care') && /\t1\t/.test(r)), `brand #/audiences: one version not shown: ${after}`);
+  await shot(p, 'brand-audiences-delivered-en');
+  await p.click('#lang');
+  await p.waitForFunction(() => document.querySelector('nav a[data-page="audiences"]').textContent === '人群');
+  await checkPage(p, 'brand', 'audiences', 1);
+  await shot(p, 'brand-audiences-zh');
+  await p.click('#lang');
+  await p.waitForFunction(() => document.documentElement.lang === 'en');
+  need(!problems.length, `brand #/audiences: ${problems.join('; ')}`);
+  await context.close();
+  log('ok  brand #/audiences: delivered from the page');
+
+  const m = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+  const mp = await m.newPage();
+  await mp.goto(`${media.url}?token=${media.analyst}#/audiences`);
+  await checkPage(mp, 'social', 'audiences', 1);
+  const text = await mp.$eval('main', (e) => e.innerText);
+  need(text.includes('Delivered to this node (social)') && text.includes('ui-hair-care'),
+    `social #/audiences: the delivered version is not listed: ${text}`);
+  const disabled = await mp.$eval('#aud-create', (b) => b.disabled);
+  need(disabled, 'social: the analyst can press Create');
+  log(`ok  social #/audiences: lists the version it received; read-only for the analyst; ${await shot(mp, 'social-audiences-received-en')}`);
+  await m.close();
+}
+
 async function main() {
   for (const [party, node] of Object.entries(config.nodes)) await httpChecks(party, node);
   const browser = await chromium.launch({
@@ -272,6 +343,7 @@ async function main() {
       await browse(browser, party, node, party === config.host, config.nodes[config.host]);
     }
     await analyst(browser, config.host, config.nodes[config.host]);
+    await audiences(browser, config.nodes.brand, config.nodes.social);
   } finally {
     await browser.close();
   }

@@ -63,16 +63,22 @@ pub struct VersionRecord {
 struct Manifest {
     audience: String,
     party: String,
-    versions: Vec<ManifestVersion>,
+    versions: Vec<DeliveredVersion>,
 }
 
+/// One version of an audience as its activation party holds it (its manifest entry).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ManifestVersion {
-    version: u32,
-    file: String,
-    users: u64,
-    sha256: String,
-    created_ms: i64,
+pub struct DeliveredVersion {
+    /// Version, from 1 (the host's numbering).
+    pub version: u32,
+    /// Its file, relative to the audience's folder (`v<N>.parquet`).
+    pub file: String,
+    /// User ids in it.
+    pub users: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// When it was written, Unix ms.
+    pub created_ms: i64,
 }
 
 /// The audiences kept under a state folder.
@@ -207,6 +213,110 @@ impl Store {
         Ok(out)
     }
 
+    /// Appends a version record to an audience's history (a networked host records
+    /// what it delivered through the node API this way).
+    pub fn record_version(&self, name: &str, record: VersionRecord) -> Result<()> {
+        let mut versions = self.versions(name)?;
+        versions.retain(|v| v.version != record.version);
+        versions.push(record);
+        versions.sort_by_key(|v| v.version);
+        write_atomic(&self.dir(name).join("versions.json"), &json(&versions)?)
+    }
+
+    /// Writes version `version` of audience `name` at activation party `party`: its
+    /// user ids (column `id_column`) as `delivered/<party>/<name>/v<N>.parquet` and its
+    /// manifest entry (replacing an entry of the same version, which the host never
+    /// recorded), both atomically. Returns the entry.
+    pub fn write_delivered(
+        &self,
+        party: &str,
+        name: &str,
+        version: u32,
+        id_column: &str,
+        ids: &[String],
+        created_ms: i64,
+    ) -> Result<DeliveredVersion> {
+        let dir = self.delivered_dir(party, name);
+        let file = format!("v{version}.parquet");
+        let sha = write_ids(&dir.join(&file), id_column, ids)?;
+        let mpath = dir.join("manifest.json");
+        let mut manifest: Manifest = read_json(&mpath)?;
+        manifest.audience = name.to_string();
+        manifest.party = party.to_string();
+        let entry = DeliveredVersion {
+            version,
+            file,
+            users: ids.len() as u64,
+            sha256: sha,
+            created_ms,
+        };
+        manifest.versions.retain(|v| v.version != version);
+        manifest.versions.push(entry.clone());
+        manifest.versions.sort_by_key(|v| v.version);
+        write_atomic(&mpath, &json(&manifest)?)?;
+        Ok(entry)
+    }
+
+    /// The audiences delivered to `party` in this store, by name, each with its
+    /// versions (oldest first) as the party's manifest lists them.
+    pub fn delivered(&self, party: &str) -> Result<Vec<(String, Vec<DeliveredVersion>)>> {
+        let dir = self.state.join("delivered").join(party);
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+        };
+        for e in entries {
+            let e = e.map_err(io(&dir))?;
+            let m: Manifest = read_json(&e.path().join("manifest.json"))?;
+            if !m.versions.is_empty() {
+                out.push((e.file_name().to_string_lossy().to_string(), m.versions));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The user ids of version `version` of audience `name` delivered to `party`.
+    pub fn delivered_version_ids(
+        &self,
+        party: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Vec<String>> {
+        read_ids(
+            &self
+                .delivered_dir(party, name)
+                .join(format!("v{version}.parquet")),
+        )
+    }
+
+    /// Rewrites every version delivered to `party` without the user ids in `gone` (a
+    /// deletion at the activation party); returns the entries removed.
+    pub fn remove_delivered(
+        &self,
+        party: &str,
+        gone: &HashSet<String>,
+        id_column: &str,
+    ) -> Result<u64> {
+        let mut removed = 0u64;
+        for (name, version, file) in self.delivered_files(party)? {
+            let ids = read_ids(&file)?;
+            let kept: Vec<String> = ids.iter().filter(|i| !gone.contains(*i)).cloned().collect();
+            if kept.len() != ids.len() {
+                removed += (ids.len() - kept.len()) as u64;
+                self.rewrite_delivered(party, &name, version, id_column, &kept)?;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Rewrites a delivered version's file and manifest entry with `ids` (a deletion).
     pub(crate) fn rewrite_delivered(
         &self,
@@ -289,8 +399,9 @@ pub(crate) fn records(view_dir: &Path, party: &str) -> Result<Vec<(String, u64, 
     Ok(out)
 }
 
-/// Refuses when a dataset the audience reads does not allow activation.
-fn check_consent(collab: &Collaboration, def: &Definition, tables: &[String]) -> Result<()> {
+/// Refuses when a dataset the audience reads (`tables`, and every table of the
+/// activation party for a look-alike) does not allow activation in its consent scope.
+pub fn check_consent(collab: &Collaboration, def: &Definition, tables: &[String]) -> Result<()> {
     for p in collab.parties() {
         for t in p.all_tables() {
             let name = format!("{}.{}", p.name, t.name);
@@ -364,22 +475,16 @@ pub async fn deliver(
     ids.sort();
     let mut versions = store.versions(def.name())?;
     let version = versions.last().map_or(1, |v| v.version + 1);
-    let dir = store.delivered_dir(&party.name, def.name());
-    let file = format!("v{version}.parquet");
-    let sha = write_ids(&dir.join(&file), &id_column, &ids)?;
     let created_ms = now.saturating_mul(1000);
-    let mpath = dir.join("manifest.json");
-    let mut manifest: Manifest = read_json(&mpath)?;
-    manifest.audience = def.name().to_string();
-    manifest.party = party.name.clone();
-    manifest.versions.push(ManifestVersion {
+    let entry = store.write_delivered(
+        &party.name,
+        def.name(),
         version,
-        file: file.clone(),
-        users: ids.len() as u64,
-        sha256: sha,
+        &id_column,
+        &ids,
         created_ms,
-    });
-    write_atomic(&mpath, &json(&manifest)?)?;
+    )?;
+    let file = entry.file;
     let rel = PathBuf::from("delivered")
         .join(&party.name)
         .join(def.name())

@@ -186,7 +186,7 @@ pub async fn evaluate(
 }
 
 /// An audience's size as released to the brand.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SizeRelease {
     /// The released people count (noisy in DP mode; exact in threshold mode); `None`
     /// when the release withheld it.

@@ -34,7 +34,9 @@ use std::path::PathBuf;
 // The public surface: definitions and rules; evaluation and release; delivery and RTA;
 // data rights.
 pub use definition::{DEFAULT_MIN_SIZE, Definition, DefinitionFile, LookalikeSection, size_class};
-pub use delivery::{Delivery, RtaBuild, Store, VersionRecord, deliver, rta_index};
+pub use delivery::{
+    DeliveredVersion, Delivery, RtaBuild, Store, VersionRecord, check_consent, deliver, rta_index,
+};
 pub use evaluate::{Evaluation, SEED_BOUNDS, SizeRelease, evaluate, release_size};
 pub use lookalike::{LookalikeReport, LookalikeSettings};
 pub use rights::{ForgetKind, ForgetReport, forget, purge_delivered};

@@ -1,7 +1,8 @@
-//! `jingteng audience create|show|deliver|list` and `jingteng forget` (local mode):
-//! audiences over the joined view, delivered to the media party as its own user ids,
-//! and per-user opt-out and deletion. The work is `jingteng_audience`'s; this module
-//! parses arguments and prints.
+//! `jingteng audience create|show|deliver|list` and `jingteng forget`: audiences over
+//! the joined view, delivered to the media party as its own user ids, and per-user
+//! opt-out and deletion — in local mode (`--spec`) or at the collaboration's host
+//! (`--collab ID --dir NODE`, through the node API). The work is `jingteng_audience`'s
+//! and `jingteng_node`'s; this module parses arguments and prints.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,13 @@ use crate::QueryTarget;
 
 /// Audiences: rules over allowed columns of every party, released by size only,
 /// delivered to the media party as its own user ids.
+///
+/// Local mode (--spec FILE) reads every party's files in one place. Networked mode
+/// (--collab ID --dir NODE) sends the request from this node to the host the signed
+/// contract names, over mutual TLS: the host checks and evaluates the audience on its
+/// joined view (built by `jingteng match --collab`), releases only its size (charged to
+/// PARTY:ANALYST) and, on `deliver`, sends the media node only its own rows, which that
+/// node turns into its own user ids under NODE/audiences/.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AudienceCommand {
     /// Define an audience (from --file or flags), evaluate it and release its size.
@@ -34,9 +42,13 @@ pub(crate) enum AudienceCommand {
     /// its media party as that party's own user ids (refresh on demand).
     ///
     /// Refused when a dataset the audience reads does not allow activation (its spec
-    /// `consent`). Writes STATE/delivered/<party>/<name>/v<N>.parquet and its manifest.
+    /// `consent`). Local mode writes STATE/delivered/<party>/<name>/v<N>.parquet and
+    /// its manifest; networked mode has the host deliver to the media node, which writes
+    /// MEDIA_NODE/audiences/<digest>/delivered/<party>/<name>/v<N>.parquet, leaving out
+    /// the users it has recorded as opted out or deleted (`jingteng forget --collab`).
     Deliver(DeliverArgs),
-    /// List the saved audiences with their latest version.
+    /// List the saved audiences with their latest version (networked: the host's, and
+    /// the versions this node holds as a media party).
     List(ListArgs),
 }
 
@@ -107,14 +119,22 @@ pub(crate) struct ListArgs {
 #[command(group(clap::ArgGroup::new("kind").required(true).args(["opt_out", "delete"])))]
 pub(crate) struct ForgetArgs {
     /// The collaboration spec (local mode).
-    #[arg(long, value_name = "FILE")]
-    spec: PathBuf,
-    /// The state folder (default: `.jingteng` next to the spec).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "FILE", required_unless_present = "collab")]
+    spec: Option<PathBuf>,
+    /// The state folder (local mode; default: `.jingteng` next to the spec).
+    #[arg(long, value_name = "DIR", conflicts_with = "collab")]
     state: Option<PathBuf>,
-    /// The party holding the record.
-    #[arg(long)]
-    party: String,
+    /// Networked mode: the collaboration. The request is recorded at this node (--dir),
+    /// for its own party's record; every audience version delivered to it from then on
+    /// leaves the person out.
+    #[arg(long, value_name = "ID", requires = "dir", conflicts_with = "spec")]
+    collab: Option<String>,
+    /// Networked mode: this node's data directory.
+    #[arg(long, value_name = "DIR", requires = "collab")]
+    dir: Option<PathBuf>,
+    /// The party holding the record (local mode; networked mode: this node's party).
+    #[arg(long, required_unless_present = "collab")]
+    party: Option<String>,
     /// The party's own record id of the person (e.g. a social user_id).
     #[arg(long, value_name = "VALUE")]
     id: String,
@@ -146,9 +166,9 @@ pub(crate) fn run(cmd: AudienceCommand) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cmd {
             AudienceCommand::Create(a) => create(a).await,
-            AudienceCommand::Show(a) => show(a),
+            AudienceCommand::Show(a) => show(a).await,
             AudienceCommand::Deliver(a) => deliver(a).await,
-            AudienceCommand::List(a) => list(a),
+            AudienceCommand::List(a) => list(a).await,
         }
     })
 }
@@ -201,6 +221,39 @@ fn definition(a: &CreateArgs) -> anyhow::Result<Definition> {
 
 async fn create(a: CreateArgs) -> anyhow::Result<()> {
     let def = definition(&a)?;
+    if let Some(remote) = crate::query::remote(&a.target) {
+        let (node, collab) = remote?;
+        let req = jingteng_node::CreateAudience {
+            definition: def.file().clone(),
+            analyst: a.target.analyst.clone(),
+        };
+        let out = jingteng_node::audience_create(&node, collab, &req).await?;
+        if a.target.json {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!(
+            "audience {:?} for {}, kept at the host of {collab} (defined by {})",
+            out.name, out.activate, out.owner
+        );
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["rule", "runs at the host as"]);
+        for r in &out.rules {
+            t.add_row([r.rule.as_str(), r.sql.as_str()]);
+        }
+        println!("{t}");
+        println!("size class {}", out.size_class);
+        print_size(&out.size);
+        if let Some(l) = &out.lookalike {
+            print_lookalike(l);
+        }
+        println!(
+            "saved; `jingteng audience deliver {} --collab {collab} --dir …` delivers it to {}",
+            out.name, out.activate
+        );
+        return Ok(());
+    }
     let mut engine = crate::query::open(&a.target).await?;
     let eval = jingteng_audience::evaluate(&engine, &def, now(), None).await?;
     let size = jingteng_audience::release_size(&mut engine, &eval, &a.target.analyst).await?;
@@ -289,11 +342,19 @@ fn versions_json(v: &[VersionRecord]) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-fn show(a: NameArgs) -> anyhow::Result<()> {
-    let state = crate::query::state_dir(&a.target)?;
-    let store = Store::new(&state);
-    let def = store.definition(&a.name)?;
-    let versions = store.versions(&a.name)?;
+async fn show(a: NameArgs) -> anyhow::Result<()> {
+    let (def, versions) = if let Some(remote) = crate::query::remote(&a.target) {
+        let (node, collab) = remote?;
+        let d = jingteng_node::audience_show(&node, collab, &a.name).await?;
+        if !a.target.json {
+            println!("# defined by {}, kept at the host of {collab}", d.owner);
+        }
+        (Definition::from_file(d.definition)?, d.versions)
+    } else {
+        let state = crate::query::state_dir(&a.target)?;
+        let store = Store::new(&state);
+        (store.definition(&a.name)?, store.versions(&a.name)?)
+    };
     if a.target.json {
         let v = serde_json::json!({"definition": def.file(), "versions": versions_json(&versions)});
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -336,6 +397,40 @@ fn show(a: NameArgs) -> anyhow::Result<()> {
 }
 
 async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
+    if let Some(remote) = crate::query::remote(&a.target) {
+        let (node, collab) = remote?;
+        anyhow::ensure!(
+            !a.rta,
+            "--rta runs in local mode only (an RTA index from networked deliveries is still to come)"
+        );
+        if let Some(to) = &a.to {
+            let d = jingteng_node::audience_show(&node, collab, &a.name).await?;
+            anyhow::ensure!(
+                *to == d.definition.activate,
+                "audience {:?} is for {}; it cannot be delivered to {to} (create another with activate = {to:?})",
+                a.name,
+                d.definition.activate
+            );
+        }
+        let req = jingteng_node::DeliverAudience {
+            analyst: a.target.analyst.clone(),
+        };
+        let out = jingteng_node::audience_deliver(&node, collab, &a.name, &req).await?;
+        if a.target.json {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!(
+            "audience {:?} version {} delivered by the host to {} as its own user ids (in that node's directory: {})",
+            a.name, out.record.version, out.record.to, out.record.file
+        );
+        println!("size class {}", out.record.size_class);
+        print_size(&out.size);
+        if let Some(l) = &out.record.lookalike {
+            print_lookalike(l);
+        }
+        return Ok(());
+    }
     let state = crate::query::state_dir(&a.target)?;
     let store = Store::new(&state);
     let def = store.definition(&a.name)?;
@@ -399,7 +494,76 @@ async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(a: ListArgs) -> anyhow::Result<()> {
+async fn list_remote(a: &ListArgs) -> anyhow::Result<bool> {
+    let Some(remote) = crate::query::remote(&a.target) else {
+        return Ok(false);
+    };
+    let (node, collab) = remote?;
+    let audiences = jingteng_node::audience_list(&node, collab).await?;
+    let held = jingteng_node::delivered_here(&node, collab)?;
+    if a.target.json {
+        let held: Vec<serde_json::Value> = held
+            .iter()
+            .map(|(name, v)| serde_json::json!({"name": name, "versions": v}))
+            .collect();
+        let v = serde_json::json!({"audiences": audiences, "delivered_here": held});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(true);
+    }
+    if audiences.is_empty() {
+        println!(
+            "no audiences at the host of {collab} yet (jingteng audience create --collab {collab})"
+        );
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "audience",
+            "for",
+            "defined by",
+            "versions",
+            "latest size class",
+            "released size",
+        ]);
+        for s in &audiences {
+            let last = s.versions.last();
+            t.add_row([
+                s.name.clone(),
+                s.activate.clone(),
+                s.owner.clone(),
+                s.versions.len().to_string(),
+                last.map_or("-".into(), |l| l.size_class.clone()),
+                last.and_then(|l| l.released_people)
+                    .map_or("-".into(), |n| n.to_string()),
+            ]);
+        }
+        println!("{t}");
+    }
+    if !held.is_empty() {
+        println!("delivered to this node ({}):", node.config().party);
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["audience", "version", "users", "file", "SHA-256"]);
+        for (name, versions) in &held {
+            for v in versions {
+                t.add_row([
+                    name.clone(),
+                    v.version.to_string(),
+                    v.users.to_string(),
+                    v.file.clone(),
+                    v.sha256.chars().take(16).collect(),
+                ]);
+            }
+        }
+        println!("{t}");
+    }
+    Ok(true)
+}
+
+async fn list(a: ListArgs) -> anyhow::Result<()> {
+    if list_remote(&a).await? {
+        return Ok(());
+    }
     let state = crate::query::state_dir(&a.target)?;
     let store = Store::new(&state);
     let mut rows = Vec::new();
@@ -447,23 +611,61 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
-    let state = state_dir(&a.spec, a.state.as_ref());
-    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let collab = jingteng_match::read_spec(&a.spec)?;
     let kind = if a.delete {
         ForgetKind::Delete
     } else {
         ForgetKind::OptOut
     };
+    if let (Some(collab), Some(dir)) = (&a.collab, &a.dir) {
+        let node = jingteng_node::NodeDir::open(dir)
+            .with_context(|| format!("opening the node at {}", dir.display()))?;
+        if let Some(p) = &a.party {
+            anyhow::ensure!(
+                *p == node.config().party,
+                "this node is {}; it records requests about its own records only",
+                node.config().party
+            );
+        }
+        let out = jingteng_node::forget_here(&node, collab, &a.id, kind)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!(
+            "{} at {} {}",
+            kind.as_str(),
+            node.config().party,
+            if out.recorded.new {
+                "recorded"
+            } else {
+                "was already recorded"
+            }
+        );
+        if kind == ForgetKind::Delete {
+            println!(
+                "{} entries removed from versions already delivered to this node",
+                out.removed_from_delivered_versions
+            );
+        }
+        println!("every audience version delivered to this node from now on leaves them out");
+        return Ok(());
+    }
+    let spec = a
+        .spec
+        .clone()
+        .context("give --spec FILE, or --collab ID --dir NODE")?;
+    let party = a.party.clone().context("give --party (local mode)")?;
+    let state = state_dir(&spec, a.state.as_ref());
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let collab = jingteng_match::read_spec(&spec)?;
     let catalog_path = state.join("catalog.sqlite");
     let mut catalog = jingteng_catalog::Catalog::open(&catalog_path)
         .with_context(|| format!("opening {}", catalog_path.display()))?;
-    let report =
-        jingteng_audience::forget(&mut catalog, &collab, &a.party, &a.id, kind, "operator")?;
+    let report = jingteng_audience::forget(&mut catalog, &collab, &party, &a.id, kind, "operator")?;
     drop(catalog);
     let runtime = tokio::runtime::Runtime::new()?;
     let info = runtime.block_on(jingteng_engine::view::build_local(
-        &a.spec,
+        &spec,
         &state,
         std::sync::Arc::new(|_: &str, _: u64| {}),
     ))?;
@@ -486,7 +688,7 @@ pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     println!(
         "{} at {} {}",
         kind.as_str(),
-        a.party,
+        party,
         if report.new {
             "recorded"
         } else {

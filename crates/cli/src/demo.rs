@@ -3,7 +3,7 @@
 //! insight and measurement asked of the host, and `report.json`.
 //!
 //! The report is one JSON object; each capability adds its own top-level key as it
-//! lands (`match`, `insight`, `attribution`, `lift`, `reach`; `audience` later).
+//! lands (`match`, `insight`, `audience`, `attribution`, `lift`, `reach`).
 //! See docs/demo.md.
 
 use std::path::{Path, PathBuf};
@@ -346,7 +346,28 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     );
 
-    // 7. Measurement: the brand's analyst asks the host for attribution, lift and reach
+    // 7. An audience: the brand defines it at the host, the host releases its size and
+    // delivers it to the social node as social's own user ids.
+    let audience_started = Instant::now();
+    let social_node = NodeDir::open(&nodes_dir.join("social"))?;
+    let audience =
+        match runtime.block_on(audience(&brand_node, &social_node, &status.collaboration)) {
+            Ok(v) => v,
+            Err(e) => {
+                stop_servers(&runtime, &stop, servers);
+                return Err(e.context("the audience step"));
+            }
+        };
+    step(
+        7,
+        format!(
+            "audience {:?} defined by brand at {HOST}, its size released under differential privacy, delivered to social as social's own user ids ({:.1} s)",
+            audience["name"].as_str().unwrap_or("?"),
+            audience_started.elapsed().as_secs_f64()
+        ),
+    );
+
+    // 8. Measurement: the brand's analyst asks the host for attribution, lift and reach
     // of each of the brand's campaigns.
     let measure_started = Instant::now();
     let (attribution, lift, reach) =
@@ -358,7 +379,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         };
     step(
-        7,
+        8,
         format!(
             "measurement at {HOST}: attribution, lift and reach of {} campaigns of {} ({:.1} s)",
             attribution["campaigns"].as_array().map_or(0, Vec::len),
@@ -369,6 +390,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // The report.
     let report = json!({
+        "audience": audience,
         "insight": insight,
         "attribution": attribution,
         "lift": lift,
@@ -410,6 +432,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             "local_match": local_secs,
             "insight": insight_started.elapsed().as_secs_f64(),
             "measurement": measure_started.elapsed().as_secs_f64(),
+            "audience": audience_started.elapsed().as_secs_f64(),
             "total": started.elapsed().as_secs_f64(),
         },
     });
@@ -500,7 +523,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The demo's steps, as its progress lines count them.
-const STEPS: u32 = 7;
+const STEPS: u32 = 8;
 
 /// Gives every party of the demo's spec the budget [`DEMO_BUDGET`] per analyst.
 fn raise_budget(spec: &Path) -> anyhow::Result<()> {
@@ -776,6 +799,29 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
         insight["budget"]["spent"],
         insight["budget"]["limit"]
     );
+    let a = &report["audience"];
+    println!(
+        "\nAudience {:?} (rules: {}), defined by the brand at the host: size class {}, released size {} (±{} at 95%, {}); delivered as version {} to social, which holds {} of its own user ids ({}).",
+        a["name"].as_str().unwrap_or("?"),
+        a["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
+        a["size_class"].as_str().unwrap_or("?"),
+        n(&a["released_people"]),
+        a["bound95"],
+        a["release"].as_str().unwrap_or("?"),
+        a["delivered"]["version"],
+        n(&a["delivered"]["users_at_media"]),
+        if a["released_within_bound95"] == true {
+            "the released size is within its 95% noise bound of that count"
+        } else {
+            "the released size is OUTSIDE its 95% noise bound of that count"
+        }
+    );
     print_measurement(report);
     let d = out.display();
     let collab = report["contract"]["collaboration"].as_str().unwrap_or("?");
@@ -807,6 +853,10 @@ fn print_summary(out: &Path, report: &Value, truth: &Value, differences: &[Strin
                 "jingteng query --collab {collab} --dir {d}/nodes/brand \"SELECT level, COUNT(DISTINCT person) AS people FROM retail.users GROUP BY level\""
             ),
             "ask the host more, as the brand, while the nodes serve",
+        ),
+        (
+            format!("jingteng audience list --collab {collab} --dir {d}/nodes/social"),
+            "the audience at the host, and the versions social holds",
         ),
         (
             format!(
@@ -1017,7 +1067,6 @@ async fn measurement(
             anyhow::bail!("the host answered attribution with another report");
         };
         coverage = serde_json::to_value(&a.coverage)?;
-        budget = last_budget(&a.released);
         let mut c = serde_json::to_value(a.campaigns.first())?;
         for b in &a.breakdowns {
             c[format!("by_{}", b.dimension.column())] = serde_json::to_value(&b.rows)?;
@@ -1036,7 +1085,6 @@ async fn measurement(
         else {
             anyhow::bail!("the host answered lift with another report");
         };
-        budget = last_budget(&l.released);
         let mut c = serde_json::to_value(l.campaigns.first())?;
         let truth_lift = linked["true_relative_lift"].as_f64();
         c["truth_linked"] = json!({
@@ -1065,8 +1113,8 @@ async fn measurement(
     let analyst = format!("{}:{MEASURE_ANALYST}", brand.config().party);
     Ok((
         json!({ "analyst": analyst, "brand": focal, "coverage": coverage, "campaigns": attribution }),
-        json!({ "analyst": analyst, "brand": focal, "campaigns": lift, "budget": budget }),
-        json!({ "analyst": analyst, "brand": focal, "parties": reach_parties, "campaigns": reach }),
+        json!({ "analyst": analyst, "brand": focal, "campaigns": lift }),
+        json!({ "analyst": analyst, "brand": focal, "parties": reach_parties, "campaigns": reach, "budget": budget }),
     ))
 }
 
@@ -1077,6 +1125,79 @@ fn last_budget(released: &[jingteng_measure::Released]) -> Value {
         .rev()
         .find_map(|r| r.budget.as_ref())
         .map_or(Value::Null, |b| json!(b))
+}
+
+/// The audience step: the brand's node defines an audience at the host (people who
+/// bought hair care at the retailer and are not yet brand customers, for social), the
+/// host evaluates it on its joined view and releases only its size (charged to
+/// `brand:analyst`), then delivers it: social receives the rows of its own identity
+/// table and writes its own user ids. The count social holds is social's own figure;
+/// the released size should sit within its noise bound of it.
+async fn audience(brand: &NodeDir, social: &NodeDir, collab: &str) -> anyhow::Result<Value> {
+    let rules = vec!["retail.orders.category = 'hair_care'".to_string()];
+    let definition = jingteng_audience::DefinitionFile {
+        name: "hair-care-prospects".into(),
+        description: "bought hair care at the retailer, not yet a brand customer".into(),
+        activate: "social".into(),
+        include: rules.clone(),
+        exclude: vec!["brand.crm".into()],
+        // The demo's world is small: 100 rather than the default 1,000.
+        min_size: Some(100),
+        as_of: None,
+        lookalike: None,
+    };
+    let created = jingteng_node::audience_create(
+        brand,
+        collab,
+        &jingteng_node::CreateAudience {
+            definition,
+            analyst: "analyst".into(),
+        },
+    )
+    .await?;
+    let delivered = jingteng_node::audience_deliver(
+        brand,
+        collab,
+        &created.name,
+        &jingteng_node::DeliverAudience {
+            analyst: "analyst".into(),
+        },
+    )
+    .await?;
+    let version = delivered.record.version;
+    let held = jingteng_node::delivered_here(social, collab)?;
+    let users = held
+        .iter()
+        .find(|(name, _)| *name == created.name)
+        .and_then(|(_, versions)| versions.iter().find(|v| v.version == version))
+        .map(|v| v.users)
+        .context("social holds no delivered version of the audience")?;
+    let bound = created.size.release.noise.first().and_then(|n| n.bound95);
+    let within = match (created.size.people, bound) {
+        (Some(p), Some(b)) => Some(((p - users as i64).abs() as f64) <= b),
+        (Some(p), None) => Some(p == users as i64),
+        _ => None,
+    };
+    let mut rules_text: Vec<String> = rules.iter().map(|r| format!("include {r}")).collect();
+    rules_text.push("exclude brand.crm".into());
+    Ok(json!({
+        "name": created.name,
+        "activate": created.activate,
+        "defined_by": created.owner,
+        "rules": rules_text,
+        "size_class": created.size_class,
+        "released_people": created.size.people,
+        "bound95": bound,
+        "release": created.size.release.mode,
+        "budget": created.size.budget_remaining.map(|r| json!({"remaining": r})),
+        "delivered": {
+            "to": delivered.record.to,
+            "version": version,
+            "file": Path::new("nodes/social").join(&delivered.record.file),
+            "users_at_media": users,
+        },
+        "released_within_bound95": within,
+    }))
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ fn grouped(i: i64) -> String {
     let digits = i.unsigned_abs().to_string();
     let mut out = String::new();
     for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -438,9 +438,9 @@ figure{{margin:1em 0}} figcaption{{color:#555;margin-bottom:.3em}} svg text{{fon
         }
     }
 
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<p class=\"note\">Written by jingteng {} (<code>jingteng demo</code>). The data behind it: report.json and truth.json next to this file.</p></body></html>\n",
+        "<p class=\"note\">Written by jingteng {} (<code>jingteng demo</code>). The data behind it: report.json and truth.json next to this file.</p></body></html>",
         esc(report["jingteng"]["version"].as_str().unwrap_or("?"))
     );
     o

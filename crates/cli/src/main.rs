@@ -115,10 +115,20 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Audiences for the media platform: define, size, deliver, list (local mode).
+    /// Audiences for the media platform: define, size, deliver, list (local mode with
+    /// --spec; at the collaboration's host with --collab ID --dir NODE).
+    ///
+    /// Networked mode sends the request from the node at --dir to the host the signed
+    /// contract names, over mutual TLS: the host checks and evaluates the audience on
+    /// its joined view (built by `jingteng match --collab`), releases only its size
+    /// (charged to PARTY:ANALYST) and, on `deliver`, sends the media node only the rows
+    /// of its own identity table, which that node turns into its own user ids under
+    /// NODE/audiences/, leaving out the users it recorded with `jingteng forget
+    /// --collab`. See docs/audiences.md.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
-    /// Record a person's opt-out or deletion at a party and propagate it (local mode).
+    /// Record a person's opt-out or deletion at a party and propagate it (local mode
+    /// with --spec; at this node, for its own party, with --collab ID --dir NODE).
     Forget(audience::ForgetArgs),
 }
 
@@ -510,7 +520,8 @@ fn main() -> ExitCode {
                     Some(jingteng_node::Error::Remote { code, detail, .. }) => {
                         eprintln!("{detail}");
                         match code.as_str() {
-                            "refused" | "resource-limit" => ExitCode::from(3),
+                            "refused" | "resource-limit" | "audience-too-small" | "consent"
+                            | "lookalike" => ExitCode::from(3),
                             "budget-exhausted" => ExitCode::from(4),
                             _ => ExitCode::FAILURE,
                         }

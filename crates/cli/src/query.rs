@@ -15,7 +15,7 @@ pub(crate) fn spec_of(target: &QueryTarget) -> anyhow::Result<&Path> {
     target
         .spec
         .as_deref()
-        .context("this command runs in local mode only (--collab reaches a host for `query`, `insight` and `measure`, not yet for `audience`): give --spec FILE")
+        .context("this command needs --spec FILE (local mode) or --collab ID --dir NODE")
 }
 
 /// The local state folder: the joined view and the catalog (budget ledger, answer

@@ -523,3 +523,146 @@ fn audiences_create_deliver_list_and_forget() {
     .unwrap();
     assert!(!v2.windows(member.len()).any(|w| w == member.as_bytes()));
 }
+
+/// Audiences across three `jingteng serve` processes: the brand creates and delivers an
+/// audience through the host; the media node (social) holds exactly the user ids local
+/// mode delivers for the same rules over the same world (which the audience crate's
+/// tests check against the plaintext rules); an opt-out recorded at the media node
+/// leaves the next version; an under-size audience is refused with its class, exit 3.
+#[test]
+fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
+    let spec = three_nodes(root, "tiny", "15");
+    let _servers = Servers(
+        ["social", "retail", "brand"]
+            .iter()
+            .map(|party| serve(root, party))
+            .collect(),
+    );
+    let mut matched = false;
+    for _ in 0..100 {
+        let o = jingteng(&["match", "--collab", "synth-15", "--dir", &p("retail")]);
+        if o.status.success() {
+            matched = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(matched, "the networked match ran");
+    let rules = [
+        "--name",
+        "hair",
+        "--include",
+        "retail.orders.category = 'hair_care'",
+        "--exclude",
+        "brand.crm",
+        "--min-size",
+        "1",
+        "--json",
+    ];
+    let net = ["--collab", "synth-15", "--dir"];
+    let mut args = vec!["audience", "create"];
+    args.extend(net);
+    let brand = p("brand");
+    args.push(&brand);
+    args.extend(rules);
+    let v: serde_json::Value = serde_json::from_slice(&ok(&args).stdout).unwrap();
+    assert_eq!(v["size"]["release"]["mode"], "dp", "{v}");
+    assert_eq!(v["owner"], "brand");
+    // Under its minimum: the class only, exit 3.
+    let o = jingteng(&[
+        "audience",
+        "create",
+        "--collab",
+        "synth-15",
+        "--dir",
+        &brand,
+        "--name",
+        "big",
+        "--include",
+        "retail.orders.category = 'hair_care'",
+        "--min-size",
+        "1000000",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fewer than 1,000,000"),
+        "{}",
+        stderr(&o)
+    );
+
+    let deliver = |n: u32| {
+        let o = ok(&[
+            "audience", "deliver", "hair", "--collab", "synth-15", "--dir", &brand, "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["record"]["version"], n, "{v}");
+        assert_eq!(v["record"]["to"], "social");
+        let social = jingteng_node::NodeDir::open(&root.join("social")).unwrap();
+        jingteng_node::delivered_ids(&social, "synth-15", "hair", n)
+            .unwrap()
+            .into_iter()
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let networked = deliver(1);
+
+    // Local mode, the same rules over the same world.
+    let local = p("local");
+    let mut args = vec!["audience", "create", "--spec", &spec, "--state", &local];
+    args.extend(rules);
+    ok(&args);
+    let o = ok(&[
+        "audience", "deliver", "hair", "--spec", &spec, "--state", &local, "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let record: jingteng_audience::VersionRecord =
+        serde_json::from_value(v["delivered"].clone()).unwrap();
+    let in_local: std::collections::BTreeSet<String> = jingteng_audience::Store::new(&local)
+        .delivered_ids(&record)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(in_local.len() > 20, "{}", in_local.len());
+    assert_eq!(networked, in_local);
+
+    // The media node's operator records an opt-out: out of the next version.
+    let gone = networked.iter().next().unwrap().clone();
+    ok(&[
+        "forget",
+        "--collab",
+        "synth-15",
+        "--dir",
+        &p("social"),
+        "--id",
+        &gone,
+        "--opt-out",
+    ]);
+    let second = deliver(2);
+    let mut want = networked.clone();
+    want.remove(&gone);
+    assert_eq!(second, want);
+
+    // The brand lists the host's audiences (two versions) and holds no ids itself; the
+    // media node lists what it holds.
+    let o = ok(&[
+        "audience", "list", "--collab", "synth-15", "--dir", &brand, "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["audiences"][0]["versions"].as_array().unwrap().len(),
+        2,
+        "{v}"
+    );
+    assert_eq!(v["delivered_here"].as_array().unwrap().len(), 0);
+    let o = ok(&[
+        "audience",
+        "list",
+        "--collab",
+        "synth-15",
+        "--dir",
+        &p("social"),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("delivered to this node (social)"));
+}

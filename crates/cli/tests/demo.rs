@@ -105,8 +105,26 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
     }
     assert!(!insight["profile"]["rows"].as_array().unwrap().is_empty());
     assert_eq!(insight["budget"]["spent"], 2.5);
+    // An audience defined by the brand at the host, delivered to social: its size
+    // released under DP (within its noise bound of what social holds, except with
+    // negligible probability), social's own user ids in social's node.
+    let a = &report["audience"];
+    assert_eq!(a["release"], "dp", "{a}");
+    assert_eq!(a["defined_by"], "brand");
+    assert_eq!(a["delivered"]["to"], "social");
+    assert_eq!(a["delivered"]["version"], 1);
+    let users = a["delivered"]["users_at_media"].as_i64().unwrap();
+    assert!(users >= 100, "{a}");
+    let released = a["released_people"].as_i64().unwrap();
+    let bound = a["bound95"].as_f64().unwrap();
+    assert!(
+        ((released - users).abs() as f64) <= 4.0 * bound + 1.0,
+        "{a}"
+    );
+    let file = out.join(a["delivered"]["file"].as_str().unwrap());
+    assert!(file.exists(), "{}", file.display());
     // Capabilities not in the demo yet have no key, rather than made-up values.
-    for later in ["audience", "attribution", "lift", "reach"] {
+    for later in ["attribution", "lift", "reach"] {
         assert!(report.get(later).is_none(), "{later}");
     }
 

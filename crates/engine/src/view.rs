@@ -390,6 +390,9 @@ pub fn build_from_shared(
                 expired_rows: 0,
             });
         }
+        write_rows(&staging, &party.name, records, |row| {
+            person_id(linked, pi, offset, row)
+        })?;
         offset += u64::from(records);
     }
     let info = ViewInfo {
@@ -401,6 +404,85 @@ pub fn build_from_shared(
     };
     publish(dir, &staging, &info)?;
     Ok(info)
+}
+
+/// Where a networked host keeps, beside the view, each row of a party's identity table
+/// with its person id ([`ROW`] `UInt32`, [`PERSON`] `UInt64`; never registered as a
+/// table): what turns an audience's people back into the rows only that party can map
+/// to its own user ids.
+pub fn rows_path(dir: &Path, party: &str) -> PathBuf {
+    dir.join("joined")
+        .join("rows")
+        .join(format!("{party}.parquet"))
+}
+
+/// Rows per batch of a rows file.
+const ROWS_BATCH: u32 = 1 << 20;
+
+fn write_rows(
+    staging: &Path,
+    party: &str,
+    records: u32,
+    person: impl Fn(u32) -> u64,
+) -> Result<()> {
+    let dest = staging.join("rows").join(format!("{party}.parquet"));
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(ROW, DataType::UInt32, false),
+        Field::new(PERSON, DataType::UInt64, false),
+    ]));
+    let file = std::fs::File::create(&dest).map_err(io(&dest))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), None)?;
+    let mut start = 0u32;
+    while start < records {
+        let end = start.saturating_add(ROWS_BATCH).min(records);
+        let rows: Vec<u32> = (start..end).collect();
+        let persons: Vec<u64> = rows.iter().map(|r| person(*r)).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(datafusion::arrow::array::UInt32Array::from(rows)),
+                Arc::new(UInt64Array::from(persons)),
+            ],
+        )?;
+        w.write(&batch)?;
+        start = end;
+    }
+    w.close()?;
+    Ok(())
+}
+
+/// A networked view's rows of `party`'s identity table by person id (see
+/// [`rows_path`]): for each person, the row of the party's record of them.
+pub fn person_rows(dir: &Path, party: &str) -> Result<HashMap<u64, u32>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let path = rows_path(dir, party);
+    let file = std::fs::File::open(&path).map_err(io(&path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut out = HashMap::new();
+    for b in reader {
+        let b = b?;
+        let bad = || Error::Input {
+            path: path.clone(),
+            message: format!("not a rows file ({ROW} UInt32, {PERSON} UInt64)"),
+        };
+        let rows = b
+            .column(0)
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(bad)?;
+        let persons = b
+            .column(1)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(bad)?;
+        for i in 0..b.num_rows() {
+            out.insert(persons.value(i), rows.value(i));
+        }
+    }
+    Ok(out)
 }
 
 /// Replaces a shared batch's [`ROW`] column by the person id `person(row)`; a row the

@@ -103,11 +103,12 @@ pub async fn register_lift_outcomes(
 
 impl LiftSettings {
     fn check(&self) -> Result<()> {
-        if !(0..=MAX_DAYS).contains(&self.tail_days)
-            || !(self.confidence > 0.0 && self.confidence < 1.0)
-            || !(100..=100_000).contains(&self.bootstrap_draws)
-            || self.utc_offset_s.abs() > MAX_UTC_OFFSET_S
-        {
+        let valid = (0..=MAX_DAYS).contains(&self.tail_days)
+            && self.confidence > 0.0
+            && self.confidence < 1.0
+            && (100..=100_000).contains(&self.bootstrap_draws)
+            && self.utc_offset_s.abs() <= MAX_UTC_OFFSET_S;
+        if !valid {
             return Err(Error::Input(format!(
                 "lift settings: tail {} days (0 to {MAX_DAYS}), confidence {} (between 0 and 1), {} bootstrap draws (100 to 100,000), UTC offset {} s (at most 14 h either way)",
                 self.tail_days, self.confidence, self.bootstrap_draws, self.utc_offset_s

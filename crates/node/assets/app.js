@@ -679,6 +679,7 @@
     { id: 'jobs', render: renderJobs },
     { id: 'audit', render: renderAudit },
     { id: 'datasets', render: renderDatasets },
+    { id: 'audiences', render: renderAudiences },
   ];
 
   let session = null;
@@ -1502,6 +1503,257 @@
       h('span', {}, code(a.analyst), ' ', a.analyst === d.you ? badge(t('budget.you'), 'you') : null),
       num(a.queries), fmt(a.charged), fmt(a.reserved), fmt(a.refunded), h('strong', {}, fmt(a.remaining)), whenCell(a.last_ms),
     ]), 'num')));
+  }
+
+  // Audiences: the host's audiences of each collaboration (sizes as released, versions),
+  // the versions delivered to this node, and (operator) a form that defines an audience
+  // at the host and a button that delivers one — the same calls as `jingteng audience
+  // create|deliver --collab`.
+
+  Object.assign(I18N.en, {
+    'nav.audiences': 'Audiences',
+    'aud.title': 'Audiences of {id}',
+    'aud.sub': 'Kept and evaluated at the host ({host}); only sizes leave it, released under the collaboration\'s privacy rules. A delivery sends the media party only its own users.',
+    'aud.none': 'No audience yet in this collaboration.',
+    'aud.no_collab': 'This node is in no active collaboration.',
+    'aud.unreachable': 'The host could not be asked: {error}',
+    'aud.name': 'Audience',
+    'aud.for': 'For (media party)',
+    'aud.owner': 'Defined by',
+    'aud.size_class': 'Size class',
+    'aud.released': 'Released size',
+    'aud.release': 'Release',
+    'aud.versions': 'Versions',
+    'aud.latest': 'Latest delivery',
+    'aud.deliver': 'Deliver',
+    'aud.delivered': 'Version {v} delivered to {to}.',
+    'aud.chart_title': 'Released audience sizes (people)',
+    'aud.held_title': 'Delivered to this node ({party})',
+    'aud.held_sub': 'This node\'s own user ids, as it received them; opted-out and deleted users left out.',
+    'aud.version': 'Version',
+    'aud.users': 'Users',
+    'aud.when': 'Written',
+    'aud.file': 'File',
+    'aud.form_title': 'Create an audience',
+    'aud.form_sub': 'Rules over allowed columns (party.table.column), one per line; checked by the privacy policy at the host. The size is released with differential privacy and costs privacy budget.',
+    'aud.form_collab': 'Collaboration',
+    'aud.form_name': 'Name (a-z 0-9 - _)',
+    'aud.form_activate': 'Deliver to',
+    'aud.form_include': 'Include rules (all must match)',
+    'aud.form_exclude': 'Exclude rules (none may match)',
+    'aud.form_min': 'Minimum size',
+    'aud.form_asof': 'As of (YYYY-MM-DD, optional)',
+    'aud.form_columns': 'Allowed columns',
+    'aud.create': 'Create',
+    'aud.created': 'Audience {name} created: {size} people ({mode}), size class {class}.',
+    'aud.withheld': 'withheld',
+    'aud.operator_only': 'Creating and delivering audiences needs the operator token; the analyst token is read-only.',
+    'chart.people': 'people',
+  });
+  Object.assign(I18N.zh, {
+    'nav.audiences': '人群',
+    'aud.title': '{id} 的人群',
+    'aud.sub': '人群在主持方（{host}）保存和计算；离开主持方的只有人数，并按协作的隐私规则发布。投放时媒体方只收到它自己的用户。',
+    'aud.none': '此协作中还没有人群。',
+    'aud.no_collab': '此节点尚未加入生效的协作。',
+    'aud.unreachable': '无法访问主持方：{error}',
+    'aud.name': '人群',
+    'aud.for': '投放至（媒体方）',
+    'aud.owner': '创建方',
+    'aud.size_class': '规模区间',
+    'aud.released': '发布人数',
+    'aud.release': '发布方式',
+    'aud.versions': '版本数',
+    'aud.latest': '最近投放',
+    'aud.deliver': '投放',
+    'aud.delivered': '第 {v} 版已投放至 {to}。',
+    'aud.chart_title': '已发布的人群规模（人）',
+    'aud.held_title': '投放到本节点的人群（{party}）',
+    'aud.held_sub': '本节点自己的用户 ID，按收到时保存；已退出或已删除的用户不在其中。',
+    'aud.version': '版本',
+    'aud.users': '用户数',
+    'aud.when': '写入时间',
+    'aud.file': '文件',
+    'aud.form_title': '创建人群',
+    'aud.form_sub': '规则只能使用允许的列（方.表.列），每行一条；由主持方按隐私策略检查。人数以差分隐私发布，会消耗隐私预算。',
+    'aud.form_collab': '协作',
+    'aud.form_name': '名称（a-z 0-9 - _）',
+    'aud.form_activate': '投放至',
+    'aud.form_include': '包含规则（须全部满足）',
+    'aud.form_exclude': '排除规则（均不得满足）',
+    'aud.form_min': '最小人数',
+    'aud.form_asof': '截止日期（YYYY-MM-DD，可选）',
+    'aud.form_columns': '允许使用的列',
+    'aud.create': '创建',
+    'aud.created': '人群 {name} 已创建：{size} 人（{mode}），规模区间 {class}。',
+    'aud.withheld': '不予发布',
+    'aud.operator_only': '创建和投放人群需要操作员令牌；分析师令牌只读。',
+    'chart.people': '人',
+  });
+
+  async function apiSend(path, body) {
+    const headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
+    const tok = sessionStorage.getItem(TOKEN_KEY);
+    if (tok) headers.Authorization = 'Bearer ' + tok;
+    const r = await fetch(path, {
+      method: 'POST', headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let out = null;
+    try {
+      out = await r.json();
+    } catch (e) {
+      out = null;
+    }
+    if (!r.ok) throw new ApiError(r.status, (out && out.detail) || r.statusText);
+    return out;
+  }
+
+  let audError = null;
+  const lines = (text) => String(text || '').split('\n').map((l) => l.trim()).filter((l) => l);
+
+  async function renderAudiences(main) {
+    const data = await api('/api/audiences');
+    const operator = session.role === 'operator';
+    if (!data.collaborations.length) {
+      main.append(card(t('nav.audiences'), null, empty(t('aud.no_collab'))));
+      return;
+    }
+    if (flash) main.append(h('p', { class: 'alert ok', id: 'aud-flash' }, flash));
+    if (audError) main.append(h('p', { class: 'alert bad', id: 'aud-error' }, audError));
+    audError = null;
+    for (const c of data.collaborations) {
+      const sized = c.audiences.filter((a) => a.released_people !== null && a.released_people !== undefined);
+      if (sized.length) {
+        main.append(card(t('aud.chart_title'), c.id, chart({
+          tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+          grid: { left: 56, right: 16, top: 24, bottom: 32 },
+          xAxis: { type: 'category', data: sized.map((a) => a.name) },
+          yAxis: { type: 'value' },
+          series: [{
+            name: t('chart.people'), type: 'bar', barMaxWidth: 48,
+            data: sized.map((a) => Math.max(0, a.released_people)),
+            label: { show: true, position: 'top', formatter: (p) => num(p.value) },
+          }],
+        }, 240)));
+      }
+      const rows = c.audiences.map((a) => {
+        const last = a.versions.length ? a.versions[a.versions.length - 1] : null;
+        const button = h('button', {
+          class: 'small',
+          'data-deliver': a.name,
+          disabled: !operator,
+          title: operator ? null : t('aud.operator_only'),
+          onclick: async () => {
+            button.disabled = true;
+            try {
+              const d = await apiSend('/api/audiences/' + encodeURIComponent(c.id) + '/'
+                + encodeURIComponent(a.name) + '/deliver');
+              await show(true, t('aud.delivered', { v: d.record.version, to: d.record.to }));
+            } catch (e) {
+              audError = e.message;
+              await show();
+            }
+          },
+        }, t('aud.deliver'));
+        return [
+          h('strong', { 'data-audience': a.name }, a.name), a.activate, a.owner,
+          a.size_class || t('none'),
+          a.released_people === null || a.released_people === undefined ? t('aud.withheld') : num(a.released_people),
+          a.release_mode ? badge(a.release_mode, 'info') : t('none'),
+          String(a.versions.length),
+          last ? whenCell(last.created_ms) : t('none'),
+          button,
+        ];
+      });
+      main.append(card(t('aud.title', { id: c.id }), t('aud.sub', { host: c.host || t('none') }),
+        c.error ? h('p', { class: 'alert bad' }, t('aud.unreachable', { error: c.error })) : null,
+        rows.length
+          ? table([t('aud.name'), t('aud.for'), t('aud.owner'), t('aud.size_class'), t('aud.released'),
+            t('aud.release'), t('aud.versions'), t('aud.latest'), ''], rows, 'audiences')
+          : empty(t('aud.none'))));
+      if (c.delivered_here.length) {
+        const held = c.delivered_here.flatMap((a) => a.versions.map((v) => [
+          h('strong', {}, a.name), 'v' + v.version, num(v.users), whenCell(v.created_ms),
+          code(v.file), code(short(v.sha256, 12), v.sha256),
+        ]));
+        main.append(card(t('aud.held_title', { party: data.party }), t('aud.held_sub'),
+          table([t('aud.name'), t('aud.version'), t('aud.users'), t('aud.when'), t('aud.file'), 'SHA-256'], held)));
+      }
+    }
+    main.append(audienceForm(data, operator));
+  }
+
+  function audienceForm(data, operator) {
+    const field = (label, input) => h('label', { class: 'field' }, h('span', {}, label), input);
+    const collabs = data.collaborations;
+    const collab = h('select', { id: 'aud-collab' }, collabs.map((c) => h('option', { value: c.id }, c.id)));
+    const activate = h('select', { id: 'aud-activate' });
+    const columns = h('div', { class: 'chips', id: 'aud-columns' });
+    const fill = () => {
+      const c = collabs.find((x) => x.id === collab.value) || collabs[0];
+      activate.replaceChildren(...c.parties.map((p) => h('option', { value: p.name }, p.name)));
+      const media = c.parties.find((p) => p.name === 'social');
+      if (media) activate.value = media.name;
+      columns.replaceChildren(...c.parties.flatMap((p) => p.tables.map((tb) => h('span', { class: 'chip' },
+        tb.name, h('small', {}, tb.columns.join(', '))))));
+    };
+    collab.addEventListener('change', fill);
+    fill();
+    const name = h('input', { id: 'aud-name', type: 'text', placeholder: 'hair-care-beauty', maxlength: '64' });
+    const include = h('textarea', { id: 'aud-include', rows: '3', placeholder: "retail.orders.category = 'hair_care' AND ts within 180 days" });
+    const exclude = h('textarea', { id: 'aud-exclude', rows: '2', placeholder: 'brand.crm' });
+    const min = h('input', { id: 'aud-min', type: 'number', min: '1', value: '1000' });
+    const asOf = h('input', { id: 'aud-asof', type: 'text', placeholder: '2026-06-30' });
+    const note = h('p', { id: 'aud-note', class: 'muted' }, operator ? '' : t('aud.operator_only'));
+    const button = h('button', {
+      id: 'aud-create', class: 'primary', type: 'submit', disabled: !operator,
+      title: operator ? null : t('aud.operator_only'),
+    }, t('aud.create'));
+    const form = h('form', {
+      id: 'aud-form',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        if (!operator) return;
+        button.disabled = true;
+        note.className = 'muted';
+        note.textContent = t('loading');
+        const definition = {
+          name: name.value.trim(),
+          activate: activate.value,
+          include: lines(include.value),
+          exclude: lines(exclude.value),
+        };
+        if (min.value) definition.min_size = Number(min.value);
+        if (asOf.value.trim()) definition.as_of = asOf.value.trim();
+        try {
+          const r = await apiSend('/api/audiences', { collaboration: collab.value, definition });
+          await show(true, t('aud.created', {
+            name: r.name,
+            size: r.size.people === null ? t('aud.withheld') : num(r.size.people),
+            mode: r.size.release.mode,
+            class: r.size_class,
+          }));
+        } catch (e) {
+          note.className = 'alert bad';
+          note.textContent = e.message;
+          button.disabled = false;
+        }
+      },
+    },
+    h('div', { class: 'form-grid' },
+      field(t('aud.form_collab'), collab),
+      field(t('aud.form_name'), name),
+      field(t('aud.form_activate'), activate),
+      field(t('aud.form_min'), min),
+      field(t('aud.form_asof'), asOf)),
+    field(t('aud.form_include'), include),
+    field(t('aud.form_exclude'), exclude),
+    h('div', { class: 'actions' }, button),
+    note);
+    for (const el of [collab, name, activate, include, exclude, min, asOf]) el.disabled = !operator;
+    return card(t('aud.form_title'), t('aud.form_sub'), form,
+      h('details', {}, h('summary', {}, t('aud.form_columns')), columns));
   }
 
   // ---------------------------------------------------------------------------

@@ -245,7 +245,12 @@ pub(crate) fn router(node: &NodeDir) -> Result<Router> {
         .route("/api/datasets", get(datasets))
         .route("/api/insight", get(reports::insight))
         .route("/api/campaigns", get(reports::campaigns))
-        .route("/api/budget", get(reports::budget));
+        .route("/api/budget", get(reports::budget))
+        .route("/api/audiences", get(audiences).post(create_audience))
+        .route(
+            "/api/audiences/{collab}/{name}/deliver",
+            post(deliver_audience),
+        );
     Ok(Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
@@ -906,6 +911,174 @@ async fn datasets(State(state): State<DashState>) -> Response {
     .await
 }
 
+// ---------------------------------------------------------------------------------
+// Audiences: what the host keeps (through the node API, as `jingteng audience list
+// --collab` asks it) and what was delivered to this node; operator actions create and
+// deliver through the same client calls as the CLI.
+
+/// The audiences of every active collaboration: the host's list (sizes as released,
+/// versions) and the versions delivered to this node as an activation party.
+async fn audiences(State(state): State<DashState>) -> Response {
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let ids: Vec<String> = match node.catalog().and_then(|c| Ok(c.collaborations()?)) {
+        Ok(list) => list
+            .into_iter()
+            .filter(|(_, _, st)| st == "active")
+            .map(|(id, _, _)| id)
+            .collect(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(body) = crate::server::active_contract(&node, &id) else {
+            continue;
+        };
+        let collab = jingteng_psi::Collaboration::parse(&body.spec).ok();
+        let parties: Vec<Value> = collab
+            .iter()
+            .flat_map(|c| c.parties())
+            .map(|p| {
+                let tables: Vec<Value> = p
+                    .all_tables()
+                    .filter(|t| t.record_id.is_some())
+                    .map(|t| {
+                        let columns: Vec<&String> = t
+                            .dimensions
+                            .iter()
+                            .chain(&t.measures)
+                            .chain(&t.timestamps)
+                            .collect();
+                        json!({ "name": format!("{}.{}", p.name, t.name), "columns": columns })
+                    })
+                    .collect();
+                json!({ "name": p.name, "tables": tables })
+            })
+            .collect();
+        let host = collab.as_ref().and_then(|c| c.host().map(str::to_string));
+        let (list, error) = match crate::audiences::audience_list(&node, &id).await {
+            Ok(l) => (serde_json::to_value(l).unwrap_or(Value::Null), None),
+            Err(e) => (json!([]), Some(e.to_string())),
+        };
+        let held: Vec<Value> = crate::audiences::delivered_here(&node, &id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, versions)| json!({ "name": name, "versions": versions }))
+            .collect();
+        out.push(json!({
+            "id": id,
+            "host": host,
+            "parties": parties,
+            "audiences": list,
+            "error": error,
+            "delivered_here": held,
+        }));
+    }
+    ok_json(json!({ "party": state.party, "collaborations": out }))
+}
+
+/// What the dashboard's form sends.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateForm {
+    collaboration: String,
+    definition: jingteng_audience::DefinitionFile,
+    #[serde(default)]
+    analyst: Option<String>,
+}
+
+fn operator_only(role: Role) -> Option<Response> {
+    (role != Role::Operator).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "operator-only",
+            "this action needs the node's operator token; the analyst token is read-only",
+        )
+    })
+}
+
+/// How a refusal from the host reaches the browser: its status and code, its detail.
+fn remote_problem(e: Error) -> Response {
+    match e {
+        Error::Remote {
+            status,
+            code,
+            detail,
+            ..
+        } => problem(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            &code,
+            &detail,
+        ),
+        Error::Contract(detail) => problem(StatusCode::BAD_REQUEST, "no-collaboration", &detail),
+        other => problem(
+            StatusCode::BAD_GATEWAY,
+            "host-unreachable",
+            &other.to_string(),
+        ),
+    }
+}
+
+/// Operator action: defines an audience at the collaboration's host, as `jingteng
+/// audience create --collab` does (the size is charged to `PARTY:dashboard` unless the
+/// form names an analyst).
+async fn create_audience(
+    State(state): State<DashState>,
+    axum::Extension(role): axum::Extension<Role>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = operator_only(role) {
+        return r;
+    }
+    let form: CreateForm = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("not an audience form: {e}"),
+            );
+        }
+    };
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let req = crate::audiences::CreateAudience {
+        definition: form.definition,
+        analyst: form.analyst.unwrap_or_else(|| "dashboard".into()),
+    };
+    match crate::audiences::audience_create(&node, &form.collaboration, &req).await {
+        Ok(created) => ok_json(serde_json::to_value(created).unwrap_or(Value::Null)),
+        Err(e) => remote_problem(e),
+    }
+}
+
+/// Operator action: has the host deliver the next version of an audience, as `jingteng
+/// audience deliver --collab` does.
+async fn deliver_audience(
+    State(state): State<DashState>,
+    axum::Extension(role): axum::Extension<Role>,
+    axum::extract::Path((collab, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if let Some(r) = operator_only(role) {
+        return r;
+    }
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let req = crate::audiences::DeliverAudience {
+        analyst: "dashboard".into(),
+    };
+    match crate::audiences::audience_deliver(&node, &collab, &name, &req).await {
+        Ok(d) => ok_json(serde_json::to_value(d).unwrap_or(Value::Null)),
+        Err(e) => remote_problem(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1220,6 +1393,43 @@ mod tests {
         assert_eq!(audit["entries"][0]["details"]["via"], "dashboard");
         assert_eq!(audit["total"], before + 1);
         assert_eq!(audit["verify"]["ok"], true);
+
+        // Audience actions: the operator's only; a malformed form is a 400, a
+        // collaboration this node is not in is refused by the client, not a panic.
+        let form = br#"{"collaboration":"nowhere","definition":{"name":"a","activate":"social","include":["social.users"]}}"#;
+        for uri in ["/api/audiences", "/api/audiences/nowhere/a/deliver"] {
+            let a = call(&node, "POST", uri, &[("authorization", &an)], form.to_vec()).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{uri}");
+            assert_eq!(a.json()["type"], "urn:jingteng:error:operator-only");
+        }
+        let a = call(
+            &node,
+            "POST",
+            "/api/audiences",
+            &[("authorization", &op)],
+            b"{\"collaboration\": 1}".to_vec(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let a = call(
+            &node,
+            "POST",
+            "/api/audiences",
+            &[("authorization", &op)],
+            form.to_vec(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.json()["type"], "urn:jingteng:error:no-collaboration");
+        assert!(
+            a.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no active collaboration")
+        );
+        let list = get(&node, "/api/audiences", Some(tokens.analyst())).await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(list.json()["party"], "retail");
 
         // A GET-only path answers 405 to a POST, a huge body 413: never a panic.
         let a = call(

@@ -18,6 +18,7 @@
 //! Secrets are read only from those files (refused when group or others can read them)
 //! or from the environment (`JINGTENG_SIGNING_KEY`), held zeroised, and never printed.
 
+mod audiences;
 pub mod contract;
 mod dashboard;
 mod import;
@@ -61,6 +62,14 @@ pub fn decode_contribution(
 ) -> std::result::Result<jingteng_match::PartyContribution, String> {
     netmatch::decode_contribution(bytes)
 }
+// Audiences across nodes: a member's requests to the host, the host's answers, the
+// host → activation party message (exposed for fuzzing) and what a node holds.
+pub use audiences::{
+    ACTIVATION_TYPE, ActivationBatch, ActivationError, ActivationHeader, AudienceCreated,
+    AudienceDelivered, AudienceDetail, AudienceSummary, CreateAudience, DeliverAudience,
+    ForgetHere, MAX_ACTIVATION_ROWS, RuleSql, audience_create, audience_deliver, audience_list,
+    audience_show, audiences_dir, delivered_here, delivered_ids, forget_here,
+};
 pub use remote::{
     InsightRequest, MeasureRequest, QueryReply, QueryRequest, insight_host, measure_host,
     query_host,

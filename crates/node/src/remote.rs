@@ -81,9 +81,9 @@ pub struct MeasureRequest {
 }
 
 /// A refusal or failure as the host sends it: (status, problem code, detail).
-type Problem = (StatusCode, &'static str, String);
+pub(crate) type Problem = (StatusCode, &'static str, String);
 
-fn internal(e: &dyn std::fmt::Display) -> Problem {
+pub(crate) fn internal(e: &dyn std::fmt::Display) -> Problem {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
@@ -225,11 +225,24 @@ pub async fn measure_host(
     post_host(node, collaboration, "measure", req).await
 }
 
-async fn post_host<T: serde::de::DeserializeOwned>(
+pub(crate) async fn post_host<T: serde::de::DeserializeOwned>(
     node: &NodeDir,
     collaboration: &str,
     what: &str,
     req: &impl Serialize,
+) -> Result<T> {
+    let json = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
+    call_host(node, collaboration, hyper::Method::POST, what, Some(json)).await
+}
+
+/// One call to the host of `collaboration` at `/v1/collaborations/{id}/{what}`, with a
+/// JSON body for a POST; a problem answer becomes [`Error::Remote`].
+pub(crate) async fn call_host<T: serde::de::DeserializeOwned>(
+    node: &NodeDir,
+    collaboration: &str,
+    method: hyper::Method,
+    what: &str,
+    json: Option<Vec<u8>>,
 ) -> Result<T> {
     let body = crate::server::active_contract(node, collaboration)?;
     let collab = jingteng_psi::Collaboration::parse(&body.spec)
@@ -244,14 +257,13 @@ async fn post_host<T: serde::de::DeserializeOwned>(
         .iter()
         .find(|m| m.party == host)
         .ok_or_else(|| Error::Contract(format!("the host {host} is not a member")))?;
-    let json = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
-    let (status, bytes) = crate::server::post_to_peer(
+    let (status, bytes) = crate::server::request_peer(
         node,
         &card.endpoint,
         &card.cert_sha256,
+        method,
         &format!("/v1/collaborations/{collaboration}/{what}"),
-        "application/json",
-        json,
+        json.map(|j| ("application/json", j.into())),
     )
     .await?;
     if status == 200 {

@@ -62,6 +62,8 @@ struct AppState {
     halt: Halt,
     /// Contributions stored since the node started (serialises storing, too).
     stored: Arc<tokio::sync::Mutex<usize>>,
+    /// Serialises changes to the audiences this node keeps (definitions, versions).
+    audiences: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How a node serves: retries, and how a host watches its runs.
@@ -195,6 +197,151 @@ async fn measure(
     }
 }
 
+/// A member's new audience, on a collaboration this node hosts.
+async fn create_audience(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let (contract, req) =
+        match host_request::<crate::audiences::CreateAudience>(&state, &id, &peer, &body) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    match crate::audiences::create(&state.dir, &contract, &peer.0, req, &state.audiences).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
+/// The audiences of a collaboration this node hosts, for a member.
+async fn list_audiences(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let contract = match host_read(&state, &id, &peer) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::audiences::list(&state.dir, &contract) {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
+/// One audience of a collaboration this node hosts, for a member.
+async fn show_audience(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let contract = match host_read(&state, &id, &peer) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::audiences::show(&state.dir, &contract, &name) {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
+/// A member asks this host to deliver the next version of an audience.
+async fn deliver_audience(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let (contract, req) =
+        match host_request::<crate::audiences::DeliverAudience>(&state, &id, &peer, &body) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    match crate::audiences::deliver(
+        &node,
+        &contract,
+        &peer.0,
+        &name,
+        req,
+        state.options.retry,
+        &state.halt,
+        &state.audiences,
+    )
+    .await
+    {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
+}
+
+/// The host of collaboration `id` delivers a version of an audience to this node, its
+/// activation party: the rows of this node's own identity table. Only the host the
+/// contract names may send it.
+async fn activate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
+    let contract = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let host = jingteng_psi::Collaboration::parse(&contract.spec)
+        .ok()
+        .and_then(|c| c.host().map(str::to_string));
+    if host.as_deref() != Some(peer.0.as_str()) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "not-the-host",
+            "only the collaboration's host delivers audiences",
+        );
+    }
+    let batch = match crate::audiences::ActivationBatch::decode(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-delivery", &e.to_string()),
+    };
+    let dir = state.dir.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let node = NodeDir::open(&dir).map_err(|e| crate::remote::internal(&e))?;
+        crate::audiences::activate(&node, &contract, batch)
+    })
+    .await;
+    match done {
+        Ok(Ok(reply)) => Json(reply).into_response(),
+        Ok(Err((status, code, detail))) => problem(status, code, &detail),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "writing the delivery failed",
+        ),
+    }
+}
+
+/// A member's read of something this node keeps as the host of collaboration `id`.
+#[allow(clippy::result_large_err)]
+fn host_read(state: &AppState, id: &str, peer: &Peer) -> Result<ContractBody, Response> {
+    running(state)?;
+    let contract = member_check(state, id, peer)?.clone();
+    host_check(&contract, &state.party)?;
+    Ok(contract)
+}
+
 /// A member's request to this node as the host of collaboration `id`: the contract and
 /// the decoded request, or the problem to answer.
 #[allow(clippy::result_large_err)]
@@ -275,6 +422,27 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/collaborations/{id}/query",
             axum::routing::post(query).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/v1/collaborations/{id}/audiences",
+            get(list_audiences)
+                .post(create_audience)
+                .layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/v1/collaborations/{id}/audiences/{name}",
+            get(show_audience),
+        )
+        .route(
+            "/v1/collaborations/{id}/audiences/{name}/deliver",
+            axum::routing::post(deliver_audience)
+                .layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/v1/collaborations/{id}/activate",
+            axum::routing::post(activate).layer(axum::extract::DefaultBodyLimit::max(
+                crate::audiences::MAX_ACTIVATION_BYTES,
+            )),
         )
         .route(
             "/v1/collaborations/{id}/match/{run}/failed",
@@ -1215,6 +1383,7 @@ pub async fn serve_with(
         options,
         halt: halt.clone(),
         stored: Arc::default(),
+        audiences: Arc::default(),
     };
     resume_runs(&state, node)?;
     // The web dashboard, when node.toml sets its address (docs/dashboard.md).

@@ -213,14 +213,16 @@ pub(crate) fn share_tables(
     Ok(sent)
 }
 
-fn read_parquet(path: &Path) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+pub(crate) fn read_parquet(
+    path: &Path,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let file = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(65_536).build())
         .map_err(|e| file_err(path, e))
 }
 
-fn text_column<'a>(
+pub(crate) fn text_column<'a>(
     batch: &'a RecordBatch,
     name: &str,
     path: &Path,
