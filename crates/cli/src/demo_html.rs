@@ -127,16 +127,20 @@ fn intervals(out: &mut String, campaigns: &[Value]) {
             c["truth_linked"]["relative_lift"].as_f64(),
         ]
     });
+    // The axis spans the figures but at most −100% … +300%: a DP interval can be
+    // thousands of percent wide, and would flatten every other one; longer whiskers
+    // are cut at the edge.
     let (lo, hi) = values
         .flatten()
         .fold((0.0_f64, 0.0_f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = (lo.max(-1.0), hi.min(3.0));
     let span = (hi - lo).max(1e-9);
     let (w, row, left, right) = (640.0, 24.0, 80.0, 20.0);
     let h = row * shown.len() as f64 + 30.0;
-    let x = |v: f64| left + (w - left - right) * (v - lo) / span;
+    let x = |v: f64| left + (w - left - right) * (v.clamp(lo, hi) - lo) / span;
     let _ = write!(
         out,
-        r##"<figure><figcaption>Relative lift and its 95% interval (blue); truth for linked people (red) · 相对提升及95%区间</figcaption><svg role="img" aria-label="lift intervals" viewBox="0 0 {w} {h}" width="{w}" height="{h}"><line x1="{z:.1}" x2="{z:.1}" y1="0" y2="{zh}" stroke="#999" stroke-dasharray="3"/><text x="{z:.1}" y="{th}" text-anchor="middle">0%</text>"##,
+        r##"<figure><figcaption>Relative lift and its 95% interval (blue, cut at −100% and +300%); truth for linked people (red) · 相对提升及95%区间</figcaption><svg role="img" aria-label="lift intervals" viewBox="0 0 {w} {h}" width="{w}" height="{h}"><line x1="{z:.1}" x2="{z:.1}" y1="0" y2="{zh}" stroke="#999" stroke-dasharray="3"/><text x="{z:.1}" y="{th}" text-anchor="middle">0%</text>"##,
         z = x(0.0),
         zh = h - 20.0,
         th = h - 6.0,
@@ -276,7 +280,7 @@ figure{{margin:1em 0}} figcaption{{color:#555;margin-bottom:.3em}} svg text{{fon
     if attribution.is_object() {
         let _ = write!(
             o,
-            "<h2>Attribution · 归因</h2><p>Campaigns of <b>{}</b>, last touch (7-day click, 1-day view), asked by {}. {}</p>",
+            "<h2>Attribution · 归因</h2><p>Campaigns of <b>{}</b>, last touch (7-day click, 1-day view), asked by {}. Coverage: {}.</p>",
             cell(&attribution["brand"]),
             cell(&attribution["analyst"]),
             cell(&attribution["coverage"]["caveat"]),

@@ -206,7 +206,6 @@
       'stage.act': 'Act',
       'stage.advocate': 'Advocate',
       'stage.none': 'none',
-      'camp.ask_host': 'Campaign reports are computed by the collaboration\'s host, {host}, over its joined view: open the host\'s dashboard. (Asking the host for them from a member node needs the node-to-node measurement endpoint, which is not there yet.)',
       'camp.coverage': 'Stands on {matched} people linked between {media} ({mrate} of its {mrec}) and {retail} ({rrate} of its {rrec}): exposed buyers who were not linked are invisible, so conversions, GMV and ROAS are lower bounds and lift is measured on linked people only.',
       'camp.settings': '{model}, clicks within {click} d, views within {view} h, click preferred, at most {cap} credited orders per person',
       'camp.attr_title': 'Attribution per campaign',
@@ -461,7 +460,6 @@
       'stage.act': '行动',
       'stage.advocate': '拥护',
       'stage.none': '无',
-      'camp.ask_host': '营销活动报告由协作的主持方 {host} 在其连接视图上计算：请打开主持方的控制台。（成员节点向主持方请求这些报告需要节点间的度量接口，目前尚未提供。）',
       'camp.coverage': '基于 {media}（其 {mrec} 人中的 {mrate}）与 {retail}（其 {rrec} 人中的 {rrate}）之间关联的 {matched} 人：未关联的曝光购买者不可见，因此转化、GMV 与 ROAS 为下限，增量仅在已关联人群上衡量。',
       'camp.settings': '{model}，点击窗口 {click} 天，曝光窗口 {view} 小时，点击优先，每人最多 {cap} 笔归因订单',
       'camp.attr_title': '各营销活动的归因',
@@ -1273,10 +1271,6 @@
 
   async function renderCampaigns(main, arg) {
     const d = await api('/api/campaigns' + query({ collab: arg }));
-    if (d.ask_host) {
-      main.append(card(t('nav.campaigns'), null, h('p', { class: 'empty', id: 'campaigns-ask-host' }, t('camp.ask_host', { host: d.host }))));
-      return;
-    }
     const at = d.attribution;
     const lift = d.lift;
     const reach = d.reach;
@@ -1296,6 +1290,7 @@
     main.append(card(null, null,
       h('div', { class: 'card-head' }, h('h2', {}, t('nav.campaigns')), collabPicker(d, '#/campaigns')),
       dl(head),
+      h('p', { class: 'muted' }, d.is_host ? t('cap.host_here') : t('cap.asked_host', { host: d.host })),
       cov ? h('p', { class: 'muted' }, t('camp.coverage', {
         matched: num(cov.matched), media: (reach && reach.parties && reach.parties[0]) || 'media',
         mrate: pct(cov.media_match_rate), mrec: num(cov.media_records), retail: 'retail',

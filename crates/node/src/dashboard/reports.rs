@@ -29,7 +29,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use jingteng_engine::policy::{Policy, Role as ColumnRole};
 use jingteng_engine::templates::{self, Insight};
-use jingteng_measure::{AttributionSettings, Dimension, LiftSettings, Measure};
+use jingteng_measure::{AttributionSettings, Dimension, LiftSettings, Measure, Report};
 use serde_json::{Value, json};
 
 use super::{DashState, Role, ok_json};
@@ -573,6 +573,22 @@ pub(super) async fn campaigns(
     }
 }
 
+/// The Campaigns page's reports, with `jingteng measure`'s default settings.
+fn campaign_measures() -> [Measure; 3] {
+    [
+        Measure::Attribution {
+            settings: AttributionSettings::default(),
+            campaign: None,
+            by: vec![Dimension::Day, Dimension::Placement],
+        },
+        Measure::Lift {
+            settings: LiftSettings::default(),
+            campaign: None,
+        },
+        Measure::Reach { campaign: None },
+    ]
+}
+
 async fn campaigns_json(
     state: &DashState,
     role: Role,
@@ -593,9 +609,47 @@ async fn campaigns_json(
         "privacy": policy.combined(policy.tables.keys().map(String::as_str)),
     });
     if collab.host() != party {
+        // A member asks the host for each report (as `jingteng measure --collab` does);
+        // the host charges `PARTY:analyst` and serves a repeat from its cache.
+        let _one_at_a_time = state.reports.running.lock().await;
+        let mut failed = false;
+        let mut budget = Value::Null;
+        let mut parts = Vec::new();
+        for measure in campaign_measures() {
+            let req = crate::MeasureRequest {
+                measure,
+                analyst: analyst.to_string(),
+            };
+            let report = crate::measure_host(&node, collab.id(), &req)
+                .await
+                .map_err(node_problem)
+                .and_then(|r| {
+                    let released = match &r {
+                        Report::Attribution(a) => &a.released,
+                        Report::Lift(l) => &l.released,
+                        Report::Reach(r) => &r.released,
+                        Report::Program(p) => &p.released,
+                    };
+                    if let Some(b) = released.iter().rev().find_map(|q| q.budget.as_ref()) {
+                        budget = json!(b);
+                    }
+                    serde_json::to_value(r).map_err(internal)
+                });
+            parts.push(report.unwrap_or_else(|p| {
+                failed = true;
+                part_error(p)
+            }));
+        }
+        let [attribution, lift, reach] = <[Value; 3]>::try_from(parts)
+            .map_err(|_| internal("internal error: three measurements, three parts"))?;
         let mut v = head;
         v["is_host"] = json!(false);
-        v["ask_host"] = json!(true);
+        v["ask_host"] = json!(false);
+        v["attribution"] = attribution;
+        v["lift"] = lift;
+        v["reach"] = reach;
+        v["budget"] = budget;
+        v["computed_ms"] = json!(now_ms());
         return Ok(v);
     }
     let view = crate::view_dir(&state.dir, collab.id());
@@ -609,18 +663,7 @@ async fn campaigns_json(
         remote::open_engine(&state.dir, &collab.body, &party, analyst).await?;
     let mut failed = false;
     let mut parts = Vec::new();
-    for m in [
-        Measure::Attribution {
-            settings: AttributionSettings::default(),
-            campaign: None,
-            by: vec![Dimension::Day, Dimension::Placement],
-        },
-        Measure::Lift {
-            settings: LiftSettings::default(),
-            campaign: None,
-        },
-        Measure::Reach { campaign: None },
-    ] {
+    for m in campaign_measures() {
         let report = m
             .run(&mut engine, &info, &key)
             .await
@@ -1026,8 +1069,11 @@ mod tests {
         assert_eq!(m["analyst"], "brand:operator");
         assert_eq!(m["parts"]["overlap"]["error"]["code"], "host-unreachable");
         let (_, c) = get(&member, "/api/campaigns", Role::Analyst).await;
-        assert_eq!(c["ask_host"], true);
+        assert_eq!(c["is_host"], false);
         assert_eq!(c["host"], "retail");
+        for part in ["attribution", "lift", "reach"] {
+            assert_eq!(c[part]["error"]["code"], "host-unreachable", "{part}");
+        }
         let (_, b) = get(&member, "/api/budget", Role::Analyst).await;
         assert_eq!(b["is_host"], false);
         assert_eq!(b["analysts"], json!([]));
