@@ -24,6 +24,7 @@ mod import;
 mod netmatch;
 mod remote;
 mod retry;
+mod rights;
 mod server;
 mod share;
 mod tls;
@@ -64,8 +65,8 @@ pub fn decode_contribution(
 pub use remote::{InsightRequest, QueryReply, QueryRequest, insight_host, query_host};
 pub use retry::RetryPolicy;
 pub use server::{
-    API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,
-    wire_bytes,
+    API_VERSION, PSI_BATCH_TYPE, PSI_KEEP_TYPE, ServeOptions, get_from_peer, post_to_peer, serve,
+    serve_with, wire_bytes,
 };
 
 use std::fs::{self, OpenOptions};
