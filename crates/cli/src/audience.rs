@@ -1,4 +1,5 @@
-//! `jingteng audience create|show|deliver|list` and `jingteng forget` (local mode):
+//! `jingteng audience create|show|deliver|list` (local mode) and `jingteng forget` (local
+//! mode, or at a node for the networked match):
 //! audiences over the joined view, delivered to the media party as its own user ids,
 //! and per-user opt-out and deletion. The work is `jingteng_audience`'s; this module
 //! parses arguments and prints.
@@ -106,15 +107,24 @@ pub(crate) struct ListArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("kind").required(true).args(["opt_out", "delete"])))]
 pub(crate) struct ForgetArgs {
-    /// The collaboration spec (local mode).
-    #[arg(long, value_name = "FILE")]
-    spec: PathBuf,
-    /// The state folder (default: `.jingteng` next to the spec).
-    #[arg(long, value_name = "DIR")]
+    /// Local mode: the collaboration spec; every party's files are read here.
+    #[arg(long, value_name = "FILE", required_unless_present = "collab")]
+    spec: Option<PathBuf>,
+    /// Local mode: the state folder (default: `.jingteng` next to the spec).
+    #[arg(long, value_name = "DIR", conflicts_with = "collab")]
     state: Option<PathBuf>,
-    /// The party holding the record.
+    /// Networked mode: the collaboration (its signed contract is in the node's catalog).
+    /// The request stays in the node's own catalog and takes effect at the next
+    /// networked match (`jingteng match --collab ID --dir HOST` at the host).
+    #[arg(long, value_name = "ID", requires = "dir", conflicts_with_all = ["spec", "state"])]
+    collab: Option<String>,
+    /// Networked mode: this node's data directory.
+    #[arg(long, value_name = "NODE", requires = "collab")]
+    dir: Option<PathBuf>,
+    /// The party holding the record. Local mode: required. Networked mode: the node's
+    /// own party (the default); a node records requests about its own records only.
     #[arg(long)]
-    party: String,
+    party: Option<String>,
     /// The party's own record id of the person (e.g. a social user_id).
     #[arg(long, value_name = "VALUE")]
     id: String,
@@ -127,6 +137,60 @@ pub(crate) struct ForgetArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `jingteng forget --collab ID --dir NODE`: the request goes into the node's own
+/// catalog, about its own party's record; the node leaves the record out of every
+/// networked match from the next one on.
+fn forget_at_node(
+    a: &ForgetArgs,
+    collab: &str,
+    dir: &Path,
+    kind: ForgetKind,
+) -> anyhow::Result<()> {
+    let node = jingteng_node::NodeDir::open(dir)?;
+    let spec = jingteng_node::collaboration(&node, collab)?;
+    let me = node.config().party.clone();
+    let party = a.party.clone().unwrap_or_else(|| me.clone());
+    if party != me {
+        anyhow::bail!(
+            "this node is {me}: it records requests about its own records only; {party}'s \
+             operator runs `jingteng forget --collab {collab} --dir NODE` at {party}'s node"
+        );
+    }
+    let mut catalog = node.catalog()?;
+    let report = jingteng_audience::forget(&mut catalog, &spec, &party, &a.id, kind, "operator")?;
+    drop(catalog);
+    let host = spec.host().unwrap_or("the host").to_string();
+    if a.json {
+        let v = serde_json::json!({
+            "recorded": report,
+            "collaboration": collab,
+            "takes_effect": "at the next networked match",
+            "host": host,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{} at {party} {}",
+        kind.as_str(),
+        if report.new {
+            "recorded"
+        } else {
+            "was already recorded"
+        }
+    );
+    println!(
+        "from the next networked match on, this node leaves the record out: its identifiers \
+         are not blinded and its rows are not shared, so {host}'s match report and joined \
+         view no longer hold it"
+    );
+    println!(
+        "the host's view changes when the match runs again: `jingteng match --collab {collab} \
+         --dir HOST` at {host}'s node"
+    );
+    Ok(())
 }
 
 fn state_dir(spec: &Path, state: Option<&PathBuf>) -> PathBuf {
@@ -447,23 +511,32 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
-    let state = state_dir(&a.spec, a.state.as_ref());
-    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let collab = jingteng_match::read_spec(&a.spec)?;
     let kind = if a.delete {
         ForgetKind::Delete
     } else {
         ForgetKind::OptOut
     };
+    let (spec, party) = match (&a.collab, &a.dir, &a.spec) {
+        (Some(collab), Some(dir), _) => return forget_at_node(&a, collab, dir, kind),
+        (_, _, Some(spec)) => (
+            spec.clone(),
+            a.party
+                .clone()
+                .context("--party is required with --spec (the party holding the record)")?,
+        ),
+        _ => anyhow::bail!("give --spec FILE (local mode) or --collab ID --dir NODE"),
+    };
+    let state = state_dir(&spec, a.state.as_ref());
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let collab = jingteng_match::read_spec(&spec)?;
     let catalog_path = state.join("catalog.sqlite");
     let mut catalog = jingteng_catalog::Catalog::open(&catalog_path)
         .with_context(|| format!("opening {}", catalog_path.display()))?;
-    let report =
-        jingteng_audience::forget(&mut catalog, &collab, &a.party, &a.id, kind, "operator")?;
+    let report = jingteng_audience::forget(&mut catalog, &collab, &party, &a.id, kind, "operator")?;
     drop(catalog);
     let runtime = tokio::runtime::Runtime::new()?;
     let info = runtime.block_on(jingteng_engine::view::build_local(
-        &a.spec,
+        &spec,
         &state,
         std::sync::Arc::new(|_: &str, _: u64| {}),
     ))?;
@@ -486,7 +559,7 @@ pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     println!(
         "{} at {} {}",
         kind.as_str(),
-        a.party,
+        party,
         if report.new {
             "recorded"
         } else {

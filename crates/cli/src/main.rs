@@ -114,7 +114,14 @@ enum Command {
     /// Audiences for the media platform: define, size, deliver, list (local mode).
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
-    /// Record a person's opt-out or deletion at a party and propagate it (local mode).
+    /// Record a person's opt-out or deletion at a party and propagate it.
+    ///
+    /// Local mode (`--spec`): recorded in the state's catalog; the joined view is rebuilt
+    /// at once without the person (at every party), audiences and RTA leave them out.
+    /// Networked mode (`--collab ID --dir NODE`): recorded in the node's own catalog, for
+    /// the node's own party's record; from the next networked match on, the node leaves
+    /// the record out (its identifiers are not blinded, its rows are not shared), so the
+    /// host's report and joined view no longer hold it. See docs/audiences.md.
     Forget(audience::ForgetArgs),
 }
 

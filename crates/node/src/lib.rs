@@ -56,6 +56,14 @@ pub fn shared_part_schema(
     share::expected_schema(collab, party, table)
 }
 
+/// The spec of active collaboration `id`: the one its signed contract in this node's
+/// catalog holds. An unknown, unsigned or changed contract is an error.
+pub fn collaboration(node: &NodeDir, id: &str) -> Result<jingteng_psi::Collaboration> {
+    let body = server::active_contract(node, id)?;
+    jingteng_psi::Collaboration::parse(&body.spec)
+        .map_err(|e| Error::Contract(format!("the contract's spec: {e}")))
+}
+
 /// Decodes a member's match contribution as the host receives it (exposed for fuzzing).
 pub fn decode_contribution(
     bytes: &[u8],

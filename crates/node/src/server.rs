@@ -1100,6 +1100,7 @@ async fn receive_result(
         return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
     };
     r.parts.insert(index, part);
+    r.kept.retain(|(p, ..), _| *p != index);
     r.save_progress(&state.dir, &run, &names);
     if r.parts.len() == names.len() {
         let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -248,16 +248,19 @@ pub(crate) fn share_tables(
                     .ok_or_else(|| file_err(&path, format!("no column {}", f.name())))?;
                 cols.push(cast(col, f.data_type())?);
             }
-            let b = RecordBatch::try_new(schema.clone(), cols)?;
-            let has_row = |i: usize| t.record_id.is_none() || b.column(0).is_valid(i);
             out.expired += (0..n).filter(|&i| !is_fresh(i)).count() as u64;
-            let b = if fresh.is_some() || t.record_id.is_some() {
+            // Filtered column by column: a row without a record has a null `__row`, which
+            // the (non-nullable) schema refuses in a batch.
+            if fresh.is_some() || t.record_id.is_some() {
+                let has_row = |i: usize| t.record_id.is_none() || cols[0].is_valid(i);
                 let keep: arrow::array::BooleanArray =
                     (0..n).map(|i| Some(is_fresh(i) && has_row(i))).collect();
-                filter_record_batch(&b, &keep)?
-            } else {
-                b
-            };
+                cols = cols
+                    .iter()
+                    .map(|c| arrow::compute::filter(c, &keep))
+                    .collect::<std::result::Result<_, _>>()?;
+            }
+            let b = RecordBatch::try_new(schema.clone(), cols)?;
             out.rows += b.num_rows() as u64;
             pending_rows += b.num_rows();
             pending.push(b);
