@@ -289,17 +289,10 @@ fn three_serve_processes_match_over_the_network() {
     // no longer hold it. A node records requests about its own party's records only.
     let users = std::fs::read_to_string(root.join("world/social/users.csv")).unwrap();
     let user = users.lines().nth(1).unwrap().split(',').next().unwrap();
+    let social = p("social");
     let forget = |party: Option<&str>| {
         let mut args = vec![
-            "forget",
-            "--collab",
-            "synth-13",
-            "--dir",
-            &p("social"),
-            "--id",
-            user,
-            "--delete",
-            "--json",
+            "forget", "--collab", "synth-13", "--dir", &social, "--id", user, "--delete", "--json",
         ];
         if let Some(party) = party {
             args.extend(["--party", party]);
