@@ -118,22 +118,23 @@ pub(crate) struct ListArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("kind").required(true).args(["opt_out", "delete"])))]
 pub(crate) struct ForgetArgs {
-    /// The collaboration spec (local mode).
+    /// Local mode: the collaboration spec; every party's files are read here.
     #[arg(long, value_name = "FILE", required_unless_present = "collab")]
     spec: Option<PathBuf>,
-    /// The state folder (local mode; default: `.jingteng` next to the spec).
+    /// Local mode: the state folder (default: `.jingteng` next to the spec).
     #[arg(long, value_name = "DIR", conflicts_with = "collab")]
     state: Option<PathBuf>,
-    /// Networked mode: the collaboration. The request is recorded at this node (--dir),
-    /// for its own party's record; every audience version delivered to it from then on
-    /// leaves the person out.
-    #[arg(long, value_name = "ID", requires = "dir", conflicts_with = "spec")]
+    /// Networked mode: the collaboration (its signed contract is in the node's catalog).
+    /// The request stays in the node's own catalog and takes effect at the next
+    /// networked match (`jingteng match --collab ID --dir HOST` at the host).
+    #[arg(long, value_name = "ID", requires = "dir", conflicts_with_all = ["spec", "state"])]
     collab: Option<String>,
     /// Networked mode: this node's data directory.
-    #[arg(long, value_name = "DIR", requires = "collab")]
+    #[arg(long, value_name = "NODE", requires = "collab")]
     dir: Option<PathBuf>,
-    /// The party holding the record (local mode; networked mode: this node's party).
-    #[arg(long, required_unless_present = "collab")]
+    /// The party holding the record. Local mode: required. Networked mode: the node's
+    /// own party (the default); a node records requests about its own records only.
+    #[arg(long)]
     party: Option<String>,
     /// The party's own record id of the person (e.g. a social user_id).
     #[arg(long, value_name = "VALUE")]
@@ -147,6 +148,66 @@ pub(crate) struct ForgetArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `jingteng forget --collab ID --dir NODE`: the request goes into the node's own
+/// catalog, about its own party's record; the node leaves the record out of every
+/// networked match from the next one on.
+fn forget_at_node(
+    a: &ForgetArgs,
+    collab: &str,
+    dir: &Path,
+    kind: ForgetKind,
+) -> anyhow::Result<()> {
+    let node = jingteng_node::NodeDir::open(dir)?;
+    let spec = jingteng_node::collaboration(&node, collab)?;
+    let me = node.config().party.clone();
+    let party = a.party.clone().unwrap_or_else(|| me.clone());
+    if party != me {
+        anyhow::bail!(
+            "this node is {me}: it records requests about its own records only; {party}'s \
+             operator runs `jingteng forget --collab {collab} --dir NODE` at {party}'s node"
+        );
+    }
+    let out = jingteng_node::forget_here(&node, collab, &a.id, kind)?;
+    let host = spec.host().unwrap_or("the host").to_string();
+    if a.json {
+        let v = serde_json::json!({
+            "recorded": out.recorded,
+            "removed_from_delivered_versions": out.removed_from_delivered_versions,
+            "collaboration": collab,
+            "takes_effect": "at the next networked match",
+            "host": host,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{} at {party} {}",
+        kind.as_str(),
+        if out.recorded.new {
+            "recorded"
+        } else {
+            "was already recorded"
+        }
+    );
+    if kind == ForgetKind::Delete {
+        println!(
+            "{} entries removed from audience versions already delivered to this node",
+            out.removed_from_delivered_versions
+        );
+    }
+    println!(
+        "from the next networked match on, this node leaves the record out: its identifiers \
+         are not blinded and its rows are not shared, so {host}'s match report and joined \
+         view no longer hold it"
+    );
+    println!(
+        "the host's view changes when the match runs again: `jingteng match --collab {collab} \
+         --dir HOST` at {host}'s node; every audience version delivered to this node from now \
+         on leaves them out"
+    );
+    Ok(())
 }
 
 fn state_dir(spec: &Path, state: Option<&PathBuf>) -> PathBuf {
@@ -616,45 +677,16 @@ pub(crate) fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     } else {
         ForgetKind::OptOut
     };
-    if let (Some(collab), Some(dir)) = (&a.collab, &a.dir) {
-        let node = jingteng_node::NodeDir::open(dir)
-            .with_context(|| format!("opening the node at {}", dir.display()))?;
-        if let Some(p) = &a.party {
-            anyhow::ensure!(
-                *p == node.config().party,
-                "this node is {}; it records requests about its own records only",
-                node.config().party
-            );
-        }
-        let out = jingteng_node::forget_here(&node, collab, &a.id, kind)?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            return Ok(());
-        }
-        println!(
-            "{} at {} {}",
-            kind.as_str(),
-            node.config().party,
-            if out.recorded.new {
-                "recorded"
-            } else {
-                "was already recorded"
-            }
-        );
-        if kind == ForgetKind::Delete {
-            println!(
-                "{} entries removed from versions already delivered to this node",
-                out.removed_from_delivered_versions
-            );
-        }
-        println!("every audience version delivered to this node from now on leaves them out");
-        return Ok(());
-    }
-    let spec = a
-        .spec
-        .clone()
-        .context("give --spec FILE, or --collab ID --dir NODE")?;
-    let party = a.party.clone().context("give --party (local mode)")?;
+    let (spec, party) = match (&a.collab, &a.dir, &a.spec) {
+        (Some(collab), Some(dir), _) => return forget_at_node(&a, collab, dir, kind),
+        (_, _, Some(spec)) => (
+            spec.clone(),
+            a.party
+                .clone()
+                .context("--party is required with --spec (the party holding the record)")?,
+        ),
+        _ => anyhow::bail!("give --spec FILE (local mode) or --collab ID --dir NODE"),
+    };
     let state = state_dir(&spec, a.state.as_ref());
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let collab = jingteng_match::read_spec(&spec)?;

@@ -127,8 +127,16 @@ enum Command {
     /// --collab`. See docs/audiences.md.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
-    /// Record a person's opt-out or deletion at a party and propagate it (local mode
-    /// with --spec; at this node, for its own party, with --collab ID --dir NODE).
+    /// Record a person's opt-out or deletion at a party and propagate it.
+    ///
+    /// Local mode (`--spec`): recorded in the state's catalog; the joined view is rebuilt
+    /// at once without the person (at every party), audiences and RTA leave them out.
+    /// Networked mode (`--collab ID --dir NODE`): recorded in the node's own catalog, for
+    /// the node's own party's record; from the next networked match on, the node leaves
+    /// the record out (its identifiers are not blinded, its rows are not shared), so the
+    /// host's report and joined view no longer hold it; a media node also leaves the
+    /// person out of every audience version delivered to it (a deletion also rewrites
+    /// the versions it already holds). See docs/audiences.md.
     Forget(audience::ForgetArgs),
 }
 

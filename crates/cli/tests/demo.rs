@@ -50,7 +50,7 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
 
     // The networked match found what a perfect match can, and what local mode finds.
     let sets = truth["overlap"].as_object().unwrap();
-    assert_eq!(sets.len(), 4);
+    assert_eq!(sets.len(), 11, "four parties: every set of two or more");
     for (key, t) in sets {
         let m = &report["match"]["overlap"][key];
         assert_eq!(m["matched"], t["linkable"], "overlap.{key}");
@@ -67,16 +67,16 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
     assert_eq!(report["match"]["collaboration"], "synth-3");
 
     // Real nodes: each party's directory, the fully signed contract, the host's job.
-    for party in ["social", "retail", "brand"] {
+    for party in ["social", "retail", "brand", "news"] {
         assert!(out.join("nodes").join(party).join("node.toml").exists());
         assert_eq!(report["nodes"][party]["host"], party == "retail");
     }
     assert_eq!(
         report["contract"]["signed"],
-        serde_json::json!(["social", "retail", "brand"])
+        serde_json::json!(["social", "retail", "brand", "news"])
     );
     let contract = read_json(&out.join("nodes/contract.json"));
-    assert_eq!(contract["signatures"].as_object().unwrap().len(), 3);
+    assert_eq!(contract["signatures"].as_object().unwrap().len(), 4);
     let retail = out.join("nodes/retail");
     let o = jingteng(&["jobs", "--dir", retail.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -104,7 +104,8 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
         );
     }
     assert!(!insight["profile"]["rows"].as_array().unwrap().is_empty());
-    assert_eq!(insight["budget"]["spent"], 2.5);
+    // ε 0.5 for each of the 11 overlaps and for the profile.
+    assert_eq!(insight["budget"]["spent"], 6.0);
     // An audience defined by the brand at the host, delivered to social: its size
     // released under DP (within its noise bound of what social holds, except with
     // negligible probability), social's own user ids in social's node.
@@ -123,9 +124,61 @@ fn demo_matches_the_truth_and_refuses_to_overwrite() {
     );
     let file = out.join(a["delivered"]["file"].as_str().unwrap());
     assert!(file.exists(), "{}", file.display());
-    // Capabilities not in the demo yet have no key, rather than made-up values.
-    for later in ["attribution", "lift", "reach"] {
-        assert!(report.get(later).is_none(), "{later}");
+    // Measurement of each of the brand's campaigns at the host, next to the truth: the
+    // brand's campaigns, attribution released or marked suppressed, lift with its
+    // interval or a note, reach across both media parties near truth's.
+    let focal = truth["world"]["focal_brand"].as_str().unwrap();
+    let ours: Vec<&String> = truth["campaigns"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| c["brand"] == focal)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!ours.is_empty());
+    for key in ["attribution", "lift", "reach"] {
+        let m = &report[key];
+        assert_eq!(m["brand"], focal, "{key}");
+        assert_eq!(m["analyst"], "brand:measurement", "{key}");
+        let ids: Vec<&str> = m["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["campaign_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ours, "{key}");
+    }
+    for c in report["attribution"]["campaigns"].as_array().unwrap() {
+        assert!(c["released"].is_boolean(), "{c}");
+        assert!(c["truth_linked"]["conversions"].is_number(), "{c}");
+    }
+    for c in report["lift"]["campaigns"].as_array().unwrap() {
+        assert!(
+            c["relative_lift"]["low"].is_number() || c["note"].is_string(),
+            "{c}"
+        );
+    }
+    assert_eq!(
+        report["reach"]["parties"],
+        serde_json::json!(["social", "news"])
+    );
+    for c in report["reach"]["campaigns"].as_array().unwrap() {
+        let (n, t) = (
+            c["deduplicated"].as_f64().unwrap(),
+            c["truth_linked"]["deduplicated"].as_f64().unwrap(),
+        );
+        assert!((n - t).abs() <= 0.1 * t + 50.0, "{c}");
+    }
+    // The same report as a page, with the sections that have figures.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for section in [
+        "Match · 匹配",
+        "Insight · 洞察",
+        "Attribution · 归因",
+        "Incremental lift",
+        "Reach and frequency",
+    ] {
+        assert!(html.contains(section), "report.html has no {section}");
     }
 
     // A second run without --force refuses and leaves the demo alone.

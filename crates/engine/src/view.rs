@@ -63,7 +63,8 @@ pub struct ViewInfo {
     pub tables: Vec<ViewTable>,
     /// The match it stands on.
     pub report: MatchReport,
-    /// People left out of every table (opt-outs and deletions).
+    /// People left out of every table (opt-outs and deletions). At a networked host:
+    /// the records the parties left out of the match (each party leaves out its own).
     #[serde(default)]
     pub excluded_people: u64,
 }
@@ -288,6 +289,11 @@ pub struct SharedTable {
     pub files: Vec<PathBuf>,
     /// Rows the member left out because their record id is not in its identity table.
     pub orphan_rows: u64,
+    /// Rows the member left out because their record was forgotten or opted out (for
+    /// the identity table: the records it left out of the match).
+    pub excluded_rows: u64,
+    /// Rows the member left out because they are older than the table's retention.
+    pub expired_rows: u64,
 }
 
 /// Builds the joined view at a networked host from the match's linkage and the tables
@@ -306,6 +312,7 @@ pub fn build_from_shared(
     let staging = staging_dir(dir)?;
     let mut tables = Vec::new();
     let mut offset: u64 = 0;
+    let mut excluded_records = 0u64;
     for (pi, party) in collab.parties().iter().enumerate() {
         let records = *linked
             .records
@@ -381,13 +388,16 @@ pub fn build_from_shared(
                     return Err(Error::Internal(format!("{name}: shared in no part")));
                 }
             }
+            if t.name == party.identity.name {
+                excluded_records += sent.excluded_rows;
+            }
             tables.push(ViewTable {
                 name,
                 path: rel.to_string_lossy().to_string(),
                 rows,
                 orphan_rows: sent.orphan_rows,
-                excluded_rows: 0,
-                expired_rows: 0,
+                excluded_rows: sent.excluded_rows,
+                expired_rows: sent.expired_rows,
             });
         }
         write_rows(&staging, &party.name, records, |row| {
@@ -400,7 +410,7 @@ pub fn build_from_shared(
         fingerprint: fingerprint.to_string(),
         tables,
         report,
-        excluded_people: 0,
+        excluded_people: excluded_records,
     };
     publish(dir, &staging, &info)?;
     Ok(info)

@@ -15,8 +15,8 @@ mod report;
 use std::path::{Path, PathBuf};
 
 pub use pipeline::{
-    Keyed, PartyContribution, Peers, Progress, Source, contribute, link_and_report, link_parts,
-    match_sources, match_sources_linked, secure_rng,
+    Keyed, PartyContribution, Peers, Progress, Source, channels, contribute, link_and_report,
+    link_parts, match_sources, match_sources_linked, secure_rng,
 };
 pub use report::{ColumnReport, ColumnTally, MatchReport, OverlapReport};
 

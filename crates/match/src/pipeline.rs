@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, StringArray};
 use jingteng_psi::{
     BlindedBatch, Channel, Collaboration, Contribution, DeviceKinds, DeviceType, DigestBytes,
-    DigestKind, Form, IdType, Linked, Normalized, Party, Reject, SecretKey, link,
+    DigestKind, Form, IdType, KeepBatch, Linked, Normalized, Party, Reject, SecretKey, link,
 };
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha20Rng;
@@ -185,6 +185,8 @@ struct BatchOut {
     tallies: Vec<ColumnTally>,
     /// Per channel index: (row, join key).
     keys: Vec<(usize, Keyed)>,
+    /// Per channel index: points handed to the keeper.
+    kept: Vec<(usize, u64)>,
 }
 
 /// The other parties, as one party's owner loop reaches them: re-blinding its batches.
@@ -192,6 +194,24 @@ pub trait Peers: Sync {
     /// Has party `party` (spec index) multiply every point of `batch` by its key for the
     /// collaboration, on channel `channel`, keeping the order.
     fn reblind(&self, party: usize, channel: &str, batch: &BlindedBatch) -> Result<BlindedBatch>;
+
+    /// The party (spec index) that re-blinds last on every channel it takes part in and
+    /// keeps the join keys itself, instead of returning the points to their owner and
+    /// receiving the join keys back (networked mode: the host). `None` (local mode):
+    /// every batch returns to its owner, which computes its join keys.
+    fn keeper(&self) -> Option<usize> {
+        None
+    }
+
+    /// Hands the keeper a batch of the owner's points re-blinded by every other
+    /// participant of the channel, in row order with their rows; nothing comes back.
+    fn keep(&self, keeper: usize, batch: &KeepBatch) -> Result<()> {
+        Err(Error::Internal(format!(
+            "no keeper: party {keeper} cannot keep {} points of {}",
+            batch.rows.len(),
+            batch.channel
+        )))
+    }
 }
 
 /// Every party in this process (local mode); batches still pass through the wire format.
@@ -254,24 +274,52 @@ impl Ctx<'_> {
         let mut rng = secure_rng()?;
         let me = self.me;
         let mut keys = Vec::new();
+        let mut kept = Vec::new();
         for (ci, (rows_of, digests)) in lists.into_iter().enumerate() {
             if digests.is_empty() {
                 continue;
             }
             let ch = &self.channels[ci];
+            // Rows ascending, each value once per row: the order the keeper receives rows
+            // in, as one-byte differences.
+            let mut pairs: Vec<(u32, DigestBytes)> = rows_of.into_iter().zip(digests).collect();
+            pairs.sort_unstable();
+            pairs.dedup();
+            let (rows_of, digests): (Vec<u32>, Vec<DigestBytes>) = pairs.into_iter().unzip();
+            // The keeper, when it takes part in the channel, re-blinds last and keeps.
+            let keeper = self
+                .peers
+                .keeper()
+                .filter(|k| *k != self.party && ch.participants.contains(k));
             let (pending, mut batch) = me.blind(&ch.channel, &digests, &mut rng)?;
             for &other in &ch.participants {
-                if other != self.party {
+                if other != self.party && Some(other) != keeper {
                     batch = self.peers.reblind(other, ch.channel.name(), &batch)?;
                 }
             }
-            let joined = me.finish(pending, &BlindedBatch::decode(&batch.encode())?)?;
-            keys.push((ci, rows_of.into_iter().zip(joined).collect()));
+            match keeper {
+                Some(k) => {
+                    let n = rows_of.len() as u64;
+                    let handed = KeepBatch {
+                        channel: ch.channel.name().to_string(),
+                        start: first_row,
+                        rows: rows_of,
+                        points: pending.in_row_order(&batch)?,
+                    };
+                    self.peers.keep(k, &handed)?;
+                    kept.push((ci, n));
+                }
+                None => {
+                    let joined = me.finish(pending, &BlindedBatch::decode(&batch.encode())?)?;
+                    keys.push((ci, rows_of.into_iter().zip(joined).collect()));
+                }
+            }
         }
         Ok(BatchOut {
             rows,
             tallies,
             keys,
+            kept,
         })
     }
 }
@@ -288,6 +336,60 @@ pub struct PartyContribution {
     pub tallies: Vec<ColumnTally>,
     /// Per channel that carried values: its name and `(row, join key)` pairs.
     pub keys: Vec<(String, Keyed)>,
+    /// Per channel whose join keys the keeper computed and kept itself ([`Peers::keep`]):
+    /// its name and how many the party handed it. The keeper merges them in
+    /// ([`PartyContribution::merge_kept`]) before linking.
+    #[serde(default)]
+    pub kept: Vec<(String, u64)>,
+}
+
+impl PartyContribution {
+    /// Merges the join keys the keeper kept for this party (per channel, from every batch
+    /// it received) into its keys; the counts must be those the party announced, per
+    /// channel, or the keeper missed (or was sent more than) a batch.
+    pub fn merge_kept(&mut self, kept: Vec<(String, Keyed)>) -> Result<()> {
+        let mut got: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for (c, k) in &kept {
+            *got.entry(c.as_str()).or_default() += k.len() as u64;
+        }
+        got.retain(|_, n| *n > 0);
+        let mut announced: std::collections::BTreeMap<&str, u64> =
+            std::collections::BTreeMap::new();
+        for (c, n) in &self.kept {
+            *announced.entry(c.as_str()).or_default() += n;
+        }
+        announced.retain(|_, n| *n > 0);
+        if got != announced {
+            return Err(Error::Input {
+                path: PathBuf::from(format!("party {}", self.party)),
+                message: format!(
+                    "the keys kept for it ({got:?}) are not those it announced ({announced:?})"
+                ),
+            });
+        }
+        for (channel, keys) in kept {
+            match self.keys.iter_mut().find(|(c, _)| *c == channel) {
+                Some((_, k)) => k.extend(keys),
+                None => self.keys.push((channel, keys)),
+            }
+        }
+        for (_, k) in &mut self.keys {
+            k.sort_unstable();
+            k.dedup();
+        }
+        self.kept.clear();
+        Ok(())
+    }
+}
+
+/// Every channel a collaboration matches through, in the order the match runs them: its
+/// name (`phone/md5`, …) and the parties (spec indices) taking part.
+pub fn channels(collab: &Collaboration) -> Vec<(String, Vec<usize>)> {
+    plan(collab)
+        .1
+        .into_iter()
+        .map(|c| (c.channel.name().to_string(), c.participants))
+        .collect()
 }
 
 /// Runs one party's side of the match over its table: normalise, then for every batch
@@ -317,6 +419,7 @@ pub fn contribute(
     let mut party_tallies: Vec<ColumnTally> =
         idents.iter().map(|_| ColumnTally::default()).collect();
     let mut party_keys: Vec<Keyed> = channels.iter().map(|_| Vec::new()).collect();
+    let mut party_kept: Vec<u64> = channels.iter().map(|_| 0).collect();
     let batches: Box<dyn Iterator<Item = Result<Vec<StringArray>>> + Send> = match source {
         Source::File(path) => {
             let mut reader = ColumnReader::open(&path, columns)?;
@@ -358,7 +461,16 @@ pub fn contribute(
         for (ci, keys) in out.keys {
             party_keys[ci].extend(keys);
         }
+        for (ci, n) in out.kept {
+            party_kept[ci] += n;
+        }
     }
+    let kept = party_kept
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(ci, n)| (channels[ci].channel.name().to_string(), *n))
+        .collect();
     let keys = party_keys
         .into_iter()
         .enumerate()
@@ -375,6 +487,7 @@ pub fn contribute(
         records: rows as u32,
         tallies: party_tallies,
         keys,
+        kept,
     })
 }
 
@@ -411,6 +524,12 @@ pub fn link_parts(
                 part.party,
                 part.tallies.len(),
                 party_plans[part.party].idents.len()
+            )));
+        }
+        if !part.kept.is_empty() {
+            return Err(Error::Internal(format!(
+                "party {}'s keys kept by the keeper were not merged in",
+                part.party
             )));
         }
         records.push(part.records);

@@ -140,6 +140,10 @@ pub fn import(
         .timestamps
         .iter()
         .for_each(|c| push(c, Kind::Instant));
+    // The opt-out flag stays at the node: it leaves records out of a networked match.
+    if let Some(c) = &spec_table.opt_out_column {
+        push(c, Kind::Text);
+    }
     let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
     let schema: SchemaRef = Arc::new(Schema::new(
         columns

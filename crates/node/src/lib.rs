@@ -25,6 +25,7 @@ mod import;
 mod netmatch;
 mod remote;
 mod retry;
+mod rights;
 mod server;
 mod share;
 mod tls;
@@ -56,6 +57,14 @@ pub fn shared_part_schema(
     share::expected_schema(collab, party, table)
 }
 
+/// The spec of active collaboration `id`: the one its signed contract in this node's
+/// catalog holds. An unknown, unsigned or changed contract is an error.
+pub fn collaboration(node: &NodeDir, id: &str) -> Result<jingteng_psi::Collaboration> {
+    let body = server::active_contract(node, id)?;
+    jingteng_psi::Collaboration::parse(&body.spec)
+        .map_err(|e| Error::Contract(format!("the contract's spec: {e}")))
+}
+
 /// Decodes a member's match contribution as the host receives it (exposed for fuzzing).
 pub fn decode_contribution(
     bytes: &[u8],
@@ -76,8 +85,8 @@ pub use remote::{
 };
 pub use retry::RetryPolicy;
 pub use server::{
-    API_VERSION, PSI_BATCH_TYPE, ServeOptions, get_from_peer, post_to_peer, serve, serve_with,
-    wire_bytes,
+    API_VERSION, PSI_BATCH_TYPE, PSI_KEEP_TYPE, ServeOptions, get_from_peer, post_to_peer, serve,
+    serve_with, wire_bytes,
 };
 
 use std::fs::{self, OpenOptions};

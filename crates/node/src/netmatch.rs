@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jingteng_match::{ColumnTally, Keyed, MatchReport, PartyContribution, Peers, Source};
-use jingteng_psi::{BlindedBatch, Collaboration, Party, SecretKey};
+use jingteng_psi::{BlindedBatch, Collaboration, KeepBatch, Party, SecretKey};
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,6 +38,9 @@ pub(crate) struct Run {
     pub(crate) retrying: Option<String>,
     /// Times the job has been taken up: 1, plus one per resume after a restart.
     pub(crate) attempts: i64,
+    /// Points each member handed the host to keep, per (party, attempt, channel, batch
+    /// start), since this process took the run up: bounds what a member can have it keep.
+    pub(crate) kept: BTreeMap<(usize, String, usize, u32), u64>,
 }
 
 /// What a GET of a run answers.
@@ -204,8 +207,8 @@ pub(crate) fn load_sent(dir: &Path, run: &str, parties: usize) -> Result<Vec<Vec
         .map(|party| {
             let path = contribution_path(dir, run, party);
             match std::fs::read(&path) {
-                Ok(bytes) => decode_with_tables(&bytes)
-                    .map(|(_, t)| t)
+                Ok(bytes) => decode_received(&bytes)
+                    .map(|r| r.tables)
                     .map_err(|e| file_err(&path, e)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(file_err(&path, e)),
@@ -279,15 +282,40 @@ struct Header {
     records: u32,
     tallies: Vec<ColumnTally>,
     channels: Vec<(String, u64)>,
+    /// Per channel, the points the member handed the host to re-blind last and keep
+    /// (`…/keep/{attempt}`): their join keys are at the host already.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<(String, u64)>,
+    /// The member's attempt at this contribution, naming the batches it handed the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<String>,
     /// The tables the member shared for the joined view, sent before this.
     #[serde(default)]
     tables: Vec<SentTable>,
 }
 
+/// A contribution as the host receives it.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) part: PartyContribution,
+    pub(crate) tables: Vec<SentTable>,
+    /// The attempt whose kept batches belong to it (when it announces any).
+    pub(crate) attempt: Option<String>,
+}
+
+/// Most join keys one contribution may hold, kept at the host or sent (about 1.3 GB in
+/// memory while the host links).
+pub(crate) const MAX_KEYS: u64 = 1 << 26;
+
 /// Encodes a contribution: a big-endian `u32` header length, the JSON header (with the
-/// tables shared for the joined view), then per channel its `(row: u32 BE, key: 16
-/// bytes)` pairs.
-pub(crate) fn encode_contribution(c: &PartyContribution, tables: &[SentTable]) -> Result<Vec<u8>> {
+/// tables shared for the joined view, and the points handed to the host to keep), then
+/// per channel its rows, ascending, as LEB128 differences (about a byte each), and then
+/// its 16-byte join keys in the same order.
+pub(crate) fn encode_contribution(
+    c: &PartyContribution,
+    tables: &[SentTable],
+    attempt: Option<&str>,
+) -> Result<Vec<u8>> {
     let header = Header {
         tables: tables.to_vec(),
         party: c.party,
@@ -298,15 +326,23 @@ pub(crate) fn encode_contribution(c: &PartyContribution, tables: &[SentTable]) -
             .iter()
             .map(|(n, k)| (n.clone(), k.len() as u64))
             .collect(),
+        kept: c.kept.clone(),
+        attempt: attempt.map(str::to_string),
     };
     let json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
     let keys: usize = c.keys.iter().map(|(_, k)| k.len()).sum();
-    let mut out = Vec::with_capacity(4 + json.len() + keys * 20);
+    let mut out = Vec::with_capacity(4 + json.len() + keys * 17);
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(&json);
     for (_, k) in &c.keys {
-        for (row, key) in k {
-            out.extend_from_slice(&row.to_be_bytes());
+        let mut k = std::borrow::Cow::Borrowed(k);
+        if !k.is_sorted() {
+            k.to_mut().sort_unstable();
+        }
+        let rows: Vec<u32> = k.iter().map(|(r, _)| *r).collect();
+        jingteng_psi::encode_rows(0, &rows, &mut out)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for (_, key) in k.iter() {
             out.extend_from_slice(key);
         }
     }
@@ -315,53 +351,165 @@ pub(crate) fn encode_contribution(c: &PartyContribution, tables: &[SentTable]) -
 
 /// Decodes a contribution; sizes must agree exactly with the header.
 pub(crate) fn decode_contribution(bytes: &[u8]) -> Result<PartyContribution, String> {
-    decode_with_tables(bytes).map(|(c, _)| c)
+    decode_received(bytes).map(|r| r.part)
 }
 
-/// [`decode_contribution`], with the tables the member says it shared.
-pub(crate) fn decode_with_tables(
-    bytes: &[u8],
-) -> Result<(PartyContribution, Vec<SentTable>), String> {
+/// [`decode_contribution`], with the tables the member says it shared and its attempt.
+pub(crate) fn decode_received(bytes: &[u8]) -> Result<Received, String> {
     let len_bytes: [u8; 4] = bytes
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .ok_or("truncated header length")?;
     let len = u32::from_be_bytes(len_bytes) as usize;
-    let json = bytes.get(4..4 + len).ok_or("truncated header")?;
+    let json = bytes
+        .get(4..4usize.saturating_add(len))
+        .ok_or("truncated header")?;
     let header: Header = serde_json::from_slice(json).map_err(|e| format!("bad header: {e}"))?;
+    let kept_total = header
+        .kept
+        .iter()
+        .try_fold(0u64, |a, (_, n)| a.checked_add(*n))
+        .filter(|n| *n <= MAX_KEYS)
+        .ok_or("more keys kept at the host than a contribution may hold")?;
+    if !header.kept.is_empty() && header.attempt.as_deref().is_none_or(|a| !valid_run_id(a)) {
+        return Err("keys kept at the host, but no attempt that names them".into());
+    }
     let mut rest = &bytes[4 + len..];
-    let mut keys = Vec::with_capacity(header.channels.len());
+    let mut keys = Vec::with_capacity(header.channels.len().min(64));
+    let mut total = kept_total;
     for (name, count) in header.channels {
+        total = total
+            .checked_add(count)
+            .filter(|n| *n <= MAX_KEYS)
+            .ok_or("more keys than a contribution may hold")?;
         let n = usize::try_from(count).map_err(|_| "count too large")?;
-        let size = n.checked_mul(20).ok_or("count too large")?;
+        // Each key takes 16 bytes and its row at least one: refuse before allocating.
+        if rest.len() < n.saturating_mul(17) {
+            return Err(format!("channel {name}: fewer keys than announced"));
+        }
+        let (rows, used) = jingteng_psi::decode_rows(rest, 0, n)
+            .map_err(|e| format!("channel {name}: rows: {e}"))?;
         let body = rest
-            .get(..size)
+            .get(used..used + n * 16)
             .ok_or_else(|| format!("channel {name}: fewer keys than announced"))?;
-        let list: Keyed = body
-            .chunks_exact(20)
-            .map(|c| {
-                let mut row = [0u8; 4];
-                row.copy_from_slice(&c[..4]);
+        let list: Keyed = rows
+            .into_iter()
+            .zip(body.chunks_exact(16))
+            .map(|(row, c)| {
                 let mut key = [0u8; 16];
-                key.copy_from_slice(&c[4..]);
-                (u32::from_be_bytes(row), key)
+                key.copy_from_slice(c);
+                (row, key)
             })
             .collect();
         keys.push((name, list));
-        rest = &rest[size..];
+        rest = &rest[used + n * 16..];
     }
     if !rest.is_empty() {
         return Err("bytes after the last channel".into());
     }
-    Ok((
-        PartyContribution {
+    Ok(Received {
+        part: PartyContribution {
             party: header.party,
             records: header.records,
             tallies: header.tallies,
             keys,
+            kept: header.kept,
         },
-        header.tables,
-    ))
+        tables: header.tables,
+        attempt: header.attempt,
+    })
+}
+
+/// Where the host keeps the join keys of the batches a member handed it in one attempt:
+/// `runs/RUN/party-N/keys-ATTEMPT/`.
+fn kept_dir(dir: &Path, run: &str, party: usize, attempt: &str) -> PathBuf {
+    run_dir(dir, run)
+        .join(format!("party-{party}"))
+        .join(format!("keys-{attempt}"))
+}
+
+/// Keeps the join keys the host computed for one batch a member handed it (channel
+/// `channel`, the match's channel index; batch `start`), atomically: a batch handed
+/// again replaces itself. Format: `(row: u32 BE, key: 16 bytes)` pairs.
+pub(crate) fn store_kept(
+    dir: &Path,
+    run: &str,
+    party: usize,
+    attempt: &str,
+    channel: usize,
+    start: u32,
+    keys: &[(u32, [u8; 16])],
+) -> Result<()> {
+    let folder = kept_dir(dir, run, party, attempt);
+    crate::private_dir(&folder)?;
+    let mut bytes = Vec::with_capacity(keys.len() * 20);
+    for (row, key) in keys {
+        bytes.extend_from_slice(&row.to_be_bytes());
+        bytes.extend_from_slice(key);
+    }
+    write_atomic(
+        &folder.join(format!("c{channel:03}-{start:010}.keys")),
+        &bytes,
+    )
+}
+
+/// The join keys the host kept for a member's attempt, per channel (named from
+/// `channels`, the match's channel names in order). Anything else in the folder is an
+/// error naming the file.
+pub(crate) fn load_kept(
+    dir: &Path,
+    run: &str,
+    party: usize,
+    attempt: &str,
+    channels: &[String],
+) -> Result<Vec<(String, Keyed)>> {
+    let folder = kept_dir(dir, run, party, attempt);
+    let mut out: Vec<(String, Keyed)> = channels.iter().map(|c| (c.clone(), Vec::new())).collect();
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(file_err(&folder, e)),
+    };
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry.map_err(|e| file_err(&folder, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue; // an atomic write that did not finish
+        }
+        let channel = name
+            .strip_prefix('c')
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(c, _)| c.parse::<usize>().ok())
+            .filter(|c| *c < channels.len())
+            .ok_or_else(|| file_err(&path, "not a batch of kept keys"))?;
+        let size = entry.metadata().map_err(|e| file_err(&path, e))?.len();
+        total += size / 20;
+        if size % 20 != 0 || total > MAX_KEYS {
+            return Err(file_err(&path, "not a whole number of keys, or too many"));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+        out[channel].1.extend(bytes.chunks_exact(20).map(|c| {
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&c[4..]);
+            (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), key)
+        }));
+    }
+    out.retain(|(_, k)| !k.is_empty());
+    Ok(out)
+}
+
+/// Removes every attempt's kept keys of a member for a run.
+pub(crate) fn discard_kept(dir: &Path, run: &str, party: usize) {
+    let folder = run_dir(dir, run).join(format!("party-{party}"));
+    if let Ok(entries) = std::fs::read_dir(&folder) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("keys-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// The other members, reached through their APIs from a blocking thread; every call
@@ -370,6 +518,9 @@ pub(crate) struct RemotePeers<'a> {
     pub(crate) node: &'a NodeDir,
     pub(crate) collaboration: &'a str,
     pub(crate) members: &'a [MemberCard],
+    /// The host (spec index), which re-blinds last and keeps the join keys, with the
+    /// run and this member's attempt at it; `None` when this node is the host.
+    pub(crate) keeper: Option<(usize, &'a str, &'a str)>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) retry: RetryPolicy,
     pub(crate) halt: &'a Halt,
@@ -448,6 +599,55 @@ impl Peers for RemotePeers<'_> {
         }
         Ok(out)
     }
+
+    fn keeper(&self) -> Option<usize> {
+        self.keeper.map(|(k, _, _)| k)
+    }
+
+    fn keep(&self, keeper: usize, batch: &KeepBatch) -> jingteng_match::Result<()> {
+        let (Some((host, run, attempt)), Some(m)) = (self.keeper, self.members.get(keeper)) else {
+            return Err(jingteng_match::Error::Internal(format!(
+                "party {keeper} does not keep join keys"
+            )));
+        };
+        if host != keeper {
+            return Err(jingteng_match::Error::Internal(format!(
+                "party {keeper} is not the host"
+            )));
+        }
+        let path = format!(
+            "/v1/collaborations/{}/match/{run}/keep/{attempt}",
+            self.collaboration
+        );
+        let body = batch.encode()?;
+        let call = Call {
+            method: hyper::Method::POST,
+            path: &path,
+            body: Some((crate::PSI_KEEP_TYPE, body.into())),
+        };
+        let (status, body) = self
+            .runtime
+            .block_on(crate::retry::call_peer(
+                self.node,
+                m,
+                &call,
+                self.retry,
+                self.halt,
+                &|_| {},
+            ))
+            .map_err(|e| self.failed(e))?;
+        if status != 202 {
+            return Err(self.failed(Error::Peer {
+                addr: m.endpoint.clone(),
+                message: format!(
+                    "the host {} refused to keep a batch ({status}): {}",
+                    m.party,
+                    crate::retry::problem_detail(&body)
+                ),
+            }));
+        }
+        Ok(())
+    }
 }
 
 /// This member's side: its imported identity table (`identity`) through the PSI with `me`.
@@ -493,26 +693,82 @@ mod tests {
     fn contributions_round_trip_and_garbage_is_refused() {
         let c = PartyContribution {
             party: 1,
-            records: 3,
+            records: 300,
             tallies: vec![ColumnTally::default()],
-            keys: vec![("phone/md5".into(), vec![(0, [1; 16]), (2, [2; 16])])],
+            keys: vec![(
+                "phone/md5".into(),
+                vec![(0, [1; 16]), (2, [2; 16]), (2, [3; 16]), (299, [4; 16])],
+            )],
+            kept: vec![("email/md5".into(), 7)],
         };
         let tables = vec![SentTable {
             table: "users".into(),
             parts: 2,
             rows: 3,
             orphans: 0,
+            excluded: 1,
+            expired: 0,
         }];
-        let bytes = encode_contribution(&c, &tables).unwrap();
-        assert_eq!(decode_with_tables(&bytes).unwrap().1, tables);
-        let back = decode_contribution(&bytes).unwrap();
+        let attempt = "0123456789abcdef";
+        let bytes = encode_contribution(&c, &tables, Some(attempt)).unwrap();
+        let r = decode_received(&bytes).unwrap();
+        assert_eq!(r.tables, tables);
+        assert_eq!(r.attempt.as_deref(), Some(attempt));
+        let back = r.part;
         assert_eq!(
-            (back.party, back.records, back.keys.clone()),
-            (1, 3, c.keys.clone())
+            (
+                back.party,
+                back.records,
+                back.keys.clone(),
+                back.kept.clone()
+            ),
+            (1, 300, c.keys.clone(), c.kept.clone())
         );
-        assert!(decode_contribution(&bytes[..bytes.len() - 1]).is_err());
+        // Rows as one-byte differences but the last (297: two bytes), then the keys.
+        let header = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        assert_eq!(bytes.len(), 4 + header + 5 + 4 * 16);
+        for cut in 0..bytes.len() {
+            assert!(decode_contribution(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
         assert!(decode_contribution(&[bytes.as_slice(), &[0]].concat()).is_err());
         assert!(decode_contribution(b"\xff\xff\xff\xff").is_err());
         assert!(decode_contribution(b"").is_err());
+        // Kept keys need the attempt that names them.
+        let no_attempt = encode_contribution(&c, &tables, None).unwrap();
+        assert!(decode_contribution(&no_attempt).is_err());
+        // A header announcing more keys than a contribution may hold is refused before
+        // anything is allocated.
+        let huge = PartyContribution {
+            kept: vec![("email/md5".into(), MAX_KEYS + 1)],
+            ..c.clone()
+        };
+        let bytes = encode_contribution(&huge, &tables, Some(attempt)).unwrap();
+        assert!(decode_contribution(&bytes).is_err());
+    }
+
+    #[test]
+    fn kept_keys_are_stored_per_batch_and_loaded_per_channel() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, run, attempt) = (tmp.path(), "00000000000000aa", "00000000000000bb");
+        let channels = vec!["phone/md5".to_string(), "email/md5".to_string()];
+        store_kept(dir, run, 1, attempt, 1, 0, &[(0, [1; 16]), (3, [2; 16])]).unwrap();
+        store_kept(dir, run, 1, attempt, 1, 8192, &[(8192, [3; 16])]).unwrap();
+        // Handed again: replaces itself.
+        store_kept(dir, run, 1, attempt, 1, 0, &[(0, [1; 16]), (3, [2; 16])]).unwrap();
+        let kept = load_kept(dir, run, 1, attempt, &channels).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, "email/md5");
+        let mut keys = kept[0].1.clone();
+        keys.sort_unstable();
+        assert_eq!(keys, vec![(0, [1; 16]), (3, [2; 16]), (8192, [3; 16])]);
+        assert!(
+            load_kept(dir, run, 1, "00000000000000cc", &channels)
+                .unwrap()
+                .is_empty()
+        );
+        std::fs::write(kept_dir(dir, run, 1, attempt).join("junk"), b"x").unwrap();
+        assert!(load_kept(dir, run, 1, attempt, &channels).is_err());
+        discard_kept(dir, run, 1);
+        assert!(!kept_dir(dir, run, 1, attempt).exists());
     }
 }

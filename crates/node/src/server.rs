@@ -106,6 +106,8 @@ pub fn wire_bytes() -> (u64, u64) {
 
 /// Media type of a PSI batch on the wire.
 pub const PSI_BATCH_TYPE: &str = "application/vnd.jingteng.psi-batch.v1";
+/// Media type of a batch a member hands the host to re-blind last and keep.
+pub const PSI_KEEP_TYPE: &str = "application/vnd.jingteng.psi-keep.v1";
 
 /// Certificate SHA-256 → party, for this node and every member of its active contracts;
 /// and each active collaboration's contract body.
@@ -449,6 +451,10 @@ fn router(state: AppState) -> Router {
             axum::routing::post(receive_failure),
         )
         .route(
+            "/v1/collaborations/{id}/match/{run}/keep/{attempt}",
+            axum::routing::post(keep).layer(axum::extract::DefaultBodyLimit::max(MAX_KEEP_BYTES)),
+        )
+        .route(
             "/v1/collaborations/{id}/psi/reblind",
             axum::routing::post(reblind)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BYTES)),
@@ -506,6 +512,126 @@ async fn reblind(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "re-blinding failed",
+        ),
+    }
+}
+
+/// Largest batch a member hands the host to keep: the header, a channel name, and
+/// `MAX_BATCH` points with their rows (at most 5 bytes each).
+const MAX_KEEP_BYTES: usize = 16 + jingteng_psi::MAX_CHANNEL_NAME + 37 * jingteng_psi::MAX_BATCH;
+
+/// A member hands the host (this node) a batch of its points, re-blinded by every other
+/// participant of the channel, in row order with their rows: the host re-blinds them
+/// last, keeps their join keys (on disk, atomically, before it answers) and returns
+/// nothing. Only the spec's host takes them, only for a run it hosts that still takes
+/// the member's contribution, only on a channel both take part in; a malformed batch
+/// or an invalid point is a 400 naming what is wrong.
+async fn keep(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, run, attempt)): axum::extract::Path<(String, String, String)>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
+    let contract = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = host_check(&contract, &state.party) {
+        return r;
+    }
+    if !netmatch::valid_run_id(&run) || !netmatch::valid_run_id(&attempt) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-run",
+            "not a run or attempt id",
+        );
+    }
+    let names = party_names(&contract);
+    let (Some(index), Some(host)) = (
+        names.iter().position(|n| *n == peer.0),
+        names.iter().position(|n| *n == state.party),
+    ) else {
+        return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown party");
+    };
+    let batch = match jingteng_psi::KeepBatch::decode(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-batch", &e.to_string()),
+    };
+    let channels = match jingteng_psi::Collaboration::parse(&contract.spec) {
+        Ok(c) => jingteng_match::channels(&c),
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    let Some(channel) = channels.iter().position(|(name, parties)| {
+        *name == batch.channel && parties.contains(&index) && parties.contains(&host)
+    }) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-channel",
+            &format!(
+                "{:?} is not a channel that {} and the host both take part in",
+                batch.channel, peer.0
+            ),
+        );
+    };
+    {
+        let mut runs = lock(&state.runs);
+        if let Err(r) = accepting(runs.get(&run), &id, index) {
+            return r;
+        }
+        // Bounded: a member cannot have the host keep more than a contribution holds.
+        let Some(r) = runs.get_mut(&run) else {
+            return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
+        };
+        r.kept.insert(
+            (index, attempt.clone(), channel, batch.start),
+            batch.rows.len() as u64,
+        );
+        let total: u64 = r
+            .kept
+            .iter()
+            .filter(|((p, a, _, _), _)| *p == index && *a == attempt)
+            .map(|(_, n)| n)
+            .sum();
+        if total > netmatch::MAX_KEYS {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-many-keys",
+                &format!("more than {} keys in one contribution", netmatch::MAX_KEYS),
+            );
+        }
+    }
+    let party = match psi_key(&state, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let dir = state.dir.clone();
+    // The curve work and the write run off the async workers.
+    let kept = tokio::task::spawn_blocking(move || {
+        let keys = party
+            .join_keys(&batch.points)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let keyed: Vec<(u32, [u8; 16])> = batch.rows.iter().copied().zip(keys).collect();
+        netmatch::store_kept(&dir, &run, index, &attempt, channel, batch.start, &keyed)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
+    match kept {
+        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err((StatusCode::BAD_REQUEST, e))) => problem(StatusCode::BAD_REQUEST, "bad-batch", &e),
+        Ok(Err((status, e))) => problem(status, "internal", &format!("keeping the keys: {e}")),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "keeping the keys failed",
         ),
     }
 }
@@ -818,12 +944,31 @@ async fn contribute_and_deliver(
                     ))
                 })?;
             // One version of the identity table numbers both the join keys and the
-            // shared rows.
+            // shared rows; the records this node's party left out (`jingteng forget`,
+            // the opt-out flag) are not in it: never blinded, never shared.
             let identity = share::latest_import(&node, &identity_table).map_err(own)?;
+            let work = contribution_work_dir(&node, &run);
+            let _cleanup = RemoveOnDrop(work.clone());
+            let (identity, left_out) =
+                crate::rights::identity_for_match(&node, &collab, &identity, &work).map_err(own)?;
+            // This attempt names the batches handed to the host to keep: a restarted
+            // contribution's batches never mix with an earlier one's.
+            let mut raw = [0u8; 8];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut raw)
+                .map_err(|e| (format!("the operating system's RNG failed: {e}"), false))?;
+            let attempt = crate::hex(&raw);
+            let names = party_names(&body);
+            let keeper = names
+                .iter()
+                .position(|n| *n == host.party)
+                .filter(|_| host.party != node.config().party)
+                .map(|k| (k, run.as_str(), attempt.as_str()));
             let peers = netmatch::RemotePeers {
                 node: &node,
                 collaboration: collab.id(),
                 members: &body.members,
+                keeper,
                 runtime: runtime.clone(),
                 retry,
                 halt: &halt,
@@ -837,7 +982,8 @@ async fn contribute_and_deliver(
             let part = part.map_err(|e| (e.to_string(), host_away))?;
             // Then the tables, part by part, before the contribution that announces them.
             let mut host_gone = false;
-            let tables = share::share_tables(&node, &collab, &identity, &mut |table, k, bytes| {
+            let now = netmatch::now_ms() / 1000;
+            let mut send = |table: &str, k: u32, bytes: Vec<u8>| -> Result<()> {
                 let path = format!(
                     "/v1/collaborations/{}/match/{run}/tables/{table}/{k}",
                     collab.id()
@@ -863,9 +1009,10 @@ async fn contribute_and_deliver(
                         Err(e)
                     }
                 }
-            });
+            };
+            let tables = share::share_tables(&node, &collab, &identity, &left_out, now, &mut send);
             let tables = tables.map_err(|e| (e.to_string(), host_gone || halt.is_set()))?;
-            netmatch::encode_contribution(&part, &tables).map_err(own)
+            netmatch::encode_contribution(&part, &tables, Some(&attempt)).map_err(own)
         })
         .await
     };
@@ -904,6 +1051,21 @@ async fn contribute_and_deliver(
     // 409: the host already has this party's contribution (an earlier delivery whose
     // answer was lost) or the run is over.
     matches!(answer, Ok((202 | 409, _))) && path.ends_with("/result")
+}
+
+/// Where a member prepares its contribution to a run (the identity table without the
+/// records it leaves out): `contrib/RUN/`, mode 0700, removed when it is over.
+fn contribution_work_dir(node: &NodeDir, run: &str) -> std::path::PathBuf {
+    node.dir().join("contrib").join(run)
+}
+
+/// Removes a folder when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Largest contribution a member may send (about 50 M keys).
@@ -1024,8 +1186,8 @@ async fn receive_result(
     let Some(index) = names.iter().position(|n| *n == peer.0) else {
         return problem(StatusCode::FORBIDDEN, "not-a-member", "unknown party");
     };
-    let (part, sent) = match netmatch::decode_with_tables(&bytes) {
-        Ok((p, sent)) if p.party == index => (p, sent),
+    let (mut part, sent, attempt) = match netmatch::decode_received(&bytes) {
+        Ok(r) if r.part.party == index => (r.part, r.tables, r.attempt),
         Ok(_) => {
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -1047,6 +1209,40 @@ async fn receive_result(
     if let Err(r) = accepting(lock(&state.runs).get(&run), &id, index) {
         return r;
     }
+    // The join keys this host kept for the member's batches join the contribution,
+    // which is then kept whole (and re-encoded): exactly the batches it announced.
+    let mut bytes = bytes.to_vec();
+    if let Some(attempt) = attempt.filter(|_| !part.kept.is_empty()) {
+        let (dir, run2, spec) = (state.dir.clone(), run.clone(), body.spec.clone());
+        let merged = tokio::task::spawn_blocking(move || {
+            let collab = jingteng_psi::Collaboration::parse(&spec).map_err(|e| e.to_string())?;
+            let channels: Vec<String> = jingteng_match::channels(&collab)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            let kept = netmatch::load_kept(&dir, &run2, index, &attempt, &channels)
+                .map_err(|e| e.to_string())?;
+            part.merge_kept(kept).map_err(|e| e.to_string())?;
+            netmatch::encode_contribution(&part, &sent, None)
+                .map(|b| (part, b))
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match merged {
+            Ok(Ok((p, b))) => {
+                part = p;
+                bytes = b;
+            }
+            Ok(Err(e)) => return problem(StatusCode::BAD_REQUEST, "keys-missing", &e),
+            Err(_) => {
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "merging the kept keys failed",
+                );
+            }
+        }
+    }
     // Kept before it is acknowledged: a host that dies after this still has it.
     {
         let mut stored = state.stored.lock().await;
@@ -1059,7 +1255,7 @@ async fn receive_result(
         })
         .await;
         match kept {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => netmatch::discard_kept(&state.dir, &run, index),
             Ok(Err(e)) => {
                 return problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -1093,6 +1289,7 @@ async fn receive_result(
         return problem(StatusCode::NOT_FOUND, "no-run", "no such match run");
     };
     r.parts.insert(index, part);
+    r.kept.retain(|(p, ..), _| *p != index);
     r.save_progress(&state.dir, &run, &names);
     if r.parts.len() == names.len() {
         let parts: Vec<_> = std::mem::take(&mut r.parts).into_values().collect();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -25,6 +25,7 @@ use jingteng_psi::Collaboration;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::rights::LeftOut;
 use crate::{Error, NodeDir, Result, file_err};
 
 /// Rows per part a member sends.
@@ -51,6 +52,13 @@ pub(crate) struct SentTable {
     pub(crate) rows: u64,
     /// Rows left out: their record id is not in the identity table.
     pub(crate) orphans: u64,
+    /// Rows left out because their record was forgotten or opted out (for the identity
+    /// table: the records left out of the match).
+    #[serde(default)]
+    pub(crate) excluded: u64,
+    /// Rows left out because they are older than the table's `retention_days`.
+    #[serde(default)]
+    pub(crate) expired: u64,
 }
 
 /// The latest imported version of this node's `table`.
@@ -101,11 +109,16 @@ pub(crate) fn expected_schema(
 }
 
 /// Sends every table of this member's party, part by part, through `send(table, part,
-/// bytes)`; returns what was sent, for the contribution's header.
+/// bytes)`; returns what was sent, for the contribution's header. `identity` is the
+/// identity table the match read (without the records `left_out`); rows of the other
+/// tables about those records are left out too, and rows older than their table's
+/// retention (counted from `now`, Unix seconds) are not sent.
 pub(crate) fn share_tables(
     node: &NodeDir,
     collab: &Collaboration,
     identity: &Path,
+    left_out: &LeftOut,
+    now: i64,
     send: &mut SendPart<'_>,
 ) -> Result<Vec<SentTable>> {
     let me = node.config().party.clone();
@@ -143,11 +156,19 @@ pub(crate) fn share_tables(
         } else {
             latest_import(node, &t.name)?
         };
+        let is_identity = t.name == party.identity.name;
         let mut out = SentTable {
             table: t.name.clone(),
             parts: 0,
             rows: 0,
             orphans: 0,
+            excluded: if is_identity { left_out.records } else { 0 },
+            expired: 0,
+        };
+        // Retention: by the table's first timestamp, as local mode's view drops rows.
+        let cutoff_ms = match (t.retention_days, t.timestamps.first()) {
+            (Some(days), Some(ts)) => Some((ts.clone(), (now - i64::from(days) * 86_400) * 1000)),
+            _ => None,
         };
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut pending_rows = 0usize;
@@ -161,24 +182,56 @@ pub(crate) fn share_tables(
         };
         for batch in read_parquet(&path)? {
             let batch = batch?;
+            let n = batch.num_rows();
+            // Which rows go: retention first (as local mode's view filters), then rows
+            // whose record is not (or no longer) in the identity table the match read.
+            let fresh: Option<Vec<bool>> = match &cutoff_ms {
+                Some((ts, cutoff)) => {
+                    let col = batch
+                        .column_by_name(ts)
+                        .ok_or_else(|| file_err(&path, format!("no column {ts}")))?;
+                    let ms = cast(col, &Role::Timestamp.data_type())?;
+                    let ms = cast(&ms, &DataType::Int64)?;
+                    let ms = ms
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .ok_or_else(|| Error::Internal("timestamp cast".into()))?;
+                    Some(
+                        (0..n)
+                            .map(|i| ms.is_valid(i) && ms.value(i) >= *cutoff)
+                            .collect(),
+                    )
+                }
+                None => None,
+            };
+            let is_fresh = |i: usize| fresh.as_ref().is_none_or(|f| f[i]);
             let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-            let mut keep: Option<arrow::array::BooleanArray> = None;
             if let Some(r) = &t.record_id {
-                let rows: UInt32Array = if t.name == party.identity.name {
-                    let start = next_row;
-                    next_row += batch.num_rows() as u32;
-                    (start..next_row).map(Some).collect()
+                let rows: UInt32Array = if is_identity {
+                    // The identity table's numbering is the match's, retention or not.
+                    let first = next_row;
+                    next_row = u32::try_from(n)
+                        .ok()
+                        .and_then(|k| next_row.checked_add(k))
+                        .ok_or_else(|| file_err(&path, "more than 4 billion records"))?;
+                    (first..next_row).map(Some).collect()
                 } else {
                     let ids = text_column(&batch, r, &path)?;
-                    (0..ids.len())
+                    (0..n)
                         .map(|i| {
-                            ids.is_valid(i)
-                                .then(|| row_of.get(ids.value(i)).copied())
-                                .flatten()
+                            let id = ids.is_valid(i).then(|| ids.value(i));
+                            let row = id.and_then(|id| row_of.get(id).copied());
+                            if row.is_none() && is_fresh(i) {
+                                if id.is_some_and(|id| left_out.ids.contains(id)) {
+                                    out.excluded += 1;
+                                } else {
+                                    out.orphans += 1;
+                                }
+                            }
+                            row
                         })
                         .collect()
                 };
-                keep = Some((0..rows.len()).map(|i| Some(rows.is_valid(i))).collect());
                 cols.push(Arc::new(rows));
             }
             for f in schema
@@ -191,12 +244,19 @@ pub(crate) fn share_tables(
                     .ok_or_else(|| file_err(&path, format!("no column {}", f.name())))?;
                 cols.push(cast(col, f.data_type())?);
             }
+            out.expired += (0..n).filter(|&i| !is_fresh(i)).count() as u64;
+            // Filtered column by column: a row without a record has a null `__row`, which
+            // the (non-nullable) schema refuses in a batch.
+            if fresh.is_some() || t.record_id.is_some() {
+                let has_row = |i: usize| t.record_id.is_none() || cols[0].is_valid(i);
+                let keep: arrow::array::BooleanArray =
+                    (0..n).map(|i| Some(is_fresh(i) && has_row(i))).collect();
+                cols = cols
+                    .iter()
+                    .map(|c| arrow::compute::filter(c, &keep))
+                    .collect::<std::result::Result<_, _>>()?;
+            }
             let b = RecordBatch::try_new(schema.clone(), cols)?;
-            let b = match keep {
-                Some(k) => filter_record_batch(&b, &k)?,
-                None => b,
-            };
-            out.orphans += (batch.num_rows() - b.num_rows()) as u64;
             out.rows += b.num_rows() as u64;
             pending_rows += b.num_rows();
             pending.push(b);
@@ -345,6 +405,8 @@ fn party_shared(
             table: t.name.clone(),
             files,
             orphan_rows: s.orphans,
+            excluded_rows: s.excluded,
+            expired_rows: s.expired,
         });
     }
     Ok(out)

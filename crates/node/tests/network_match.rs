@@ -790,3 +790,186 @@ async fn a_stopped_member_fails_the_run_clearly_after_retries() {
         server.await.unwrap().unwrap();
     }
 }
+
+/// Record id → person id of a party's records, as local mode's view keeps them.
+fn records_of(state: &Path, party: &str) -> std::collections::BTreeMap<String, u64> {
+    use arrow::array::{Array, StringArray, UInt64Array};
+    let path = jingteng_engine::view::records_path(state, party);
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for b in reader {
+        let b = b.unwrap();
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let persons = b.column(1).as_any().downcast_ref::<UInt64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i).to_string(), persons.value(i));
+        }
+    }
+    out
+}
+
+/// A person forgotten at every party that holds them (`jingteng forget --collab ID
+/// --dir NODE` at each node), and a social-only person forgotten at social, are out of
+/// the next networked match: no node blinds or shares their records, so the host's
+/// report counts them nowhere and its joined view holds exactly what local mode's view
+/// holds with the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn people_forgotten_at_their_nodes_are_out_of_the_next_match_and_view() {
+    let Setup {
+        tmp,
+        spec,
+        listeners,
+    } = setup(6).await;
+    let root = tmp.path();
+    // Who is who, from local mode's view without requests.
+    let plain_state = root.join("plain");
+    jingteng_engine::view::build_local(
+        &spec,
+        &plain_state,
+        std::sync::Arc::new(|_: &str, _: u64| {}),
+    )
+    .await
+    .unwrap();
+    let parties = ["social", "retail", "brand"];
+    let records: Vec<_> = parties
+        .iter()
+        .map(|p| records_of(&plain_state, p))
+        .collect();
+    let id_of = |pi: usize, person: u64| {
+        records[pi]
+            .iter()
+            .find(|(_, p)| **p == person)
+            .map(|(id, _)| id.clone())
+    };
+    // The first person with a record at every party, and a social record linked to no one.
+    let everywhere = records[0]
+        .values()
+        .copied()
+        .filter(|p| (1..3).all(|pi| id_of(pi, *p).is_some()))
+        .min()
+        .expect("someone at every party");
+    let (alone_id, _) = records[0]
+        .iter()
+        .find(|(_, p)| **p >= 1 << 32)
+        .expect("a social record linked to no one");
+    let mut forgotten: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for (pi, party) in parties.iter().enumerate() {
+        let id = id_of(pi, everywhere).unwrap();
+        forgotten
+            .entry(party.to_string())
+            .or_default()
+            .insert(id.clone());
+        let n = NodeDir::open(&root.join(party)).unwrap();
+        let mut catalog = n.catalog().unwrap();
+        assert!(
+            catalog
+                .record_forget("synth-6", party, &id, "delete")
+                .unwrap()
+        );
+        if *party == "social" {
+            assert!(
+                catalog
+                    .record_forget("synth-6", party, alone_id, "opt-out")
+                    .unwrap()
+            );
+            forgotten
+                .get_mut("social")
+                .unwrap()
+                .insert(alone_id.clone());
+        }
+    }
+
+    let mut servers = Vec::new();
+    for (party, listener) in listeners {
+        servers.push(start(root, party, listener, quick(200, 100)));
+    }
+    let retail = NodeDir::open(&root.join("retail")).unwrap();
+    let run = start_match(&retail).await;
+    let s = follow(&retail, &retail, &run).await;
+    assert_eq!(s.state, "done", "{:?}", s.error);
+    let report = s.report.unwrap();
+
+    // The report counts them nowhere: one record fewer at retail and brand, two at
+    // social, and one person fewer at every party together.
+    let plain_report = jingteng_engine::view::load(&plain_state).unwrap().report;
+    let plain_report = serde_json::to_value(plain_report).unwrap();
+    for (party, fewer) in [("social", 2), ("retail", 1), ("brand", 1)] {
+        assert_eq!(
+            report["records"][party].as_u64().unwrap() + fewer,
+            plain_report["records"][party].as_u64().unwrap(),
+            "records of {party}"
+        );
+    }
+    let all = "social+retail+brand";
+    assert_eq!(
+        report["overlap"][all]["matched"].as_u64().unwrap() + 1,
+        plain_report["overlap"][all]["matched"].as_u64().unwrap()
+    );
+
+    // The host's view: exactly local mode's with the same requests, and it says what
+    // each party left out.
+    let local_state = root.join("local");
+    let exclusions = jingteng_engine::view::Exclusions { forgotten, now: 0 };
+    jingteng_engine::view::build_local_with(
+        &spec,
+        &local_state,
+        std::sync::Arc::new(|_: &str, _: u64| {}),
+        &exclusions,
+    )
+    .await
+    .unwrap();
+    let view = jingteng_node::view_dir(retail.dir(), "synth-6");
+    let info = jingteng_engine::view::load(&view).unwrap();
+    assert_eq!(info.excluded_people, 4);
+    for t in &info.tables {
+        let sql = if t.name == "social.campaigns" {
+            format!("SELECT COUNT(*), SUM(spend_fen) FROM {}", t.name)
+        } else {
+            format!("SELECT COUNT(*), COUNT(DISTINCT person) FROM {}", t.name)
+        };
+        assert_eq!(
+            plain(&view, &sql).await,
+            plain(&local_state, &sql).await,
+            "{sql}"
+        );
+        let left_out = match t.name.as_str() {
+            "social.users" => 2,
+            "retail.users" | "brand.crm" => 1,
+            _ => t.excluded_rows,
+        };
+        assert_eq!(t.excluded_rows, left_out, "{}", t.name);
+    }
+    let orders = info
+        .tables
+        .iter()
+        .find(|t| t.name == "retail.orders")
+        .unwrap();
+    let local_info = jingteng_engine::view::load(&local_state).unwrap();
+    let local_orders = local_info
+        .tables
+        .iter()
+        .find(|t| t.name == "retail.orders")
+        .unwrap();
+    assert_eq!(
+        (orders.rows, orders.excluded_rows, orders.orphan_rows),
+        (
+            local_orders.rows,
+            local_orders.excluded_rows,
+            local_orders.orphan_rows
+        )
+    );
+    // Nothing of the members' work is left behind.
+    for party in parties {
+        assert!(!root.join(party).join("contrib").join(&run).exists());
+    }
+
+    for (stop, server) in servers {
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -6,7 +6,9 @@
 //! - [`Channel`], [`SecretKey`], [`Party`]: the exchange. Each value is hashed to the
 //!   group under a domain of (collaboration, identifier type, digest), blinded by its
 //!   owner and re-blinded by every other party; equal values end as equal 16-byte join
-//!   keys. Batches travel as [`BlindedBatch`] bytes with a pinned wire format.
+//!   keys. Batches travel as [`BlindedBatch`] bytes with a pinned wire format; a batch
+//!   handed to the party that re-blinds last and keeps the join keys (the host) travels
+//!   as a [`KeepBatch`], its rows as one-byte differences ([`encode_rows`]).
 //! - [`link`]: the host's multi-key linking by priority, one record per party per person.
 //! - [`Collaboration`]: the collaboration spec (TOML) that says who holds what.
 //!
@@ -16,12 +18,14 @@ mod group;
 mod link;
 pub mod normalize;
 mod protocol;
+mod rows;
 mod spec;
 
 pub use group::{Channel, SecretKey, decode, encode, join_key};
 pub use link::{Contribution, Linked, link};
 pub use normalize::{DeviceType, DigestBytes, DigestKind, Form, IdType, Normalized, Reject};
-pub use protocol::{BlindedBatch, MAX_BATCH, Party, Pending};
+pub use protocol::{BlindedBatch, KeepBatch, MAX_BATCH, MAX_CHANNEL_NAME, Party, Pending};
+pub use rows::{decode_rows, encode_rows};
 pub use spec::{
     AGGREGATES, CONSENT_SCOPES, Collaboration, CollaborationSection, DeviceKinds, Identifier,
     IdentifierSection, Party as SpecParty, PartySection, Privacy, PrivacySection, ReleaseMode,
@@ -67,6 +71,12 @@ pub enum Error {
         expected: usize,
         /// Points returned.
         got: usize,
+    },
+    /// A message whose content breaks its format (rows out of order, a bad name…).
+    #[error("malformed message: {what}")]
+    Malformed {
+        /// What is wrong.
+        what: String,
     },
     /// A collaboration spec that cannot be used.
     #[error("collaboration spec: {0}")]

@@ -88,11 +88,148 @@ impl BlindedBatch {
     }
 }
 
+const KEEP_MAGIC: &[u8; 4] = b"JTK1";
+
+/// Longest channel name a [`KeepBatch`] carries (`device:idfa/sha256` is 18 bytes).
+pub const MAX_CHANNEL_NAME: usize = 255;
+
+/// A batch an owner hands to the party that re-blinds last and keeps the join keys
+/// itself (networked mode: the host), instead of having the points returned and sending
+/// the join keys back: the points, re-blinded by every other participant of the
+/// channel, in the owner's row order, with their rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepBatch {
+    /// The channel (`phone/md5`, …).
+    pub channel: String,
+    /// The first row of the owner's batch: names the batch (a batch sent again replaces
+    /// itself), and the rows are coded from it.
+    pub start: u32,
+    /// The owner's row of each point, ascending (a row with two values appears twice).
+    pub rows: Vec<u32>,
+    /// The points, one per row.
+    pub points: BlindedBatch,
+}
+
+impl KeepBatch {
+    /// Wire format: `"JTK1"`; the channel name's length (`u8`, 1 to 255) and its UTF-8
+    /// bytes; `start` and the number of points (big-endian `u32`s); each row's
+    /// difference from the previous one (the first's from `start`) in LEB128
+    /// ([`encode_rows`]); then each point's 32-byte encoding. About 33 bytes a point.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let name = self.channel.as_bytes();
+        if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+            return Err(Error::Malformed {
+                what: format!("a channel name of {} bytes", name.len()),
+            });
+        }
+        if self.rows.len() != self.points.len() {
+            return Err(Error::BatchMismatch {
+                expected: self.rows.len(),
+                got: self.points.len(),
+            });
+        }
+        check_len(self.rows.len())?;
+        let mut out = Vec::with_capacity(14 + name.len() + 33 * self.rows.len());
+        out.extend_from_slice(KEEP_MAGIC);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&self.start.to_be_bytes());
+        out.extend_from_slice(&(self.rows.len() as u32).to_be_bytes());
+        crate::rows::encode_rows(self.start, &self.rows, &mut out)?;
+        for p in &self.points.points {
+            out.extend_from_slice(p);
+        }
+        Ok(out)
+    }
+
+    /// Parses the wire format; sizes must agree exactly. Points are checked when they
+    /// are used ([`Party::join_keys`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let truncated = |expected: usize| Error::Truncated {
+            expected,
+            got: bytes.len(),
+        };
+        let magic = bytes.get(..4).ok_or(truncated(5))?;
+        if magic != KEEP_MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let n = usize::from(*bytes.get(4).ok_or(truncated(5))?);
+        if n == 0 {
+            return Err(Error::Malformed {
+                what: "an empty channel name".into(),
+            });
+        }
+        let name = bytes.get(5..5 + n).ok_or(truncated(5 + n))?;
+        let channel = std::str::from_utf8(name)
+            .map_err(|_| Error::Malformed {
+                what: "a channel name that is not UTF-8".into(),
+            })?
+            .to_string();
+        let at = 5 + n;
+        let head = bytes.get(at..at + 8).ok_or(truncated(at + 8))?;
+        let start = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let count = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        if count > MAX_BATCH {
+            return Err(Error::TooLarge {
+                count,
+                max: MAX_BATCH,
+            });
+        }
+        let rest = &bytes[at + 8..];
+        // Each point takes 32 bytes and each row at least one: refuse before allocating.
+        if rest.len() < count * 33 {
+            return Err(truncated(at + 8 + count * 33));
+        }
+        let (rows, used) = crate::rows::decode_rows(rest, start, count)?;
+        let body = &rest[used..];
+        if body.len() != count * 32 {
+            return Err(Error::Truncated {
+                expected: at + 8 + used + count * 32,
+                got: bytes.len(),
+            });
+        }
+        let points = body
+            .chunks_exact(32)
+            .map(|c| {
+                let mut p = [0u8; 32];
+                p.copy_from_slice(c);
+                p
+            })
+            .collect();
+        Ok(Self {
+            channel,
+            start,
+            rows,
+            points: BlindedBatch { points },
+        })
+    }
+}
+
 /// The owner's private state for a batch in flight: how it shuffled its rows.
 #[derive(Debug)]
 pub struct Pending {
     /// `order[i]` = the owner's row index (within the batch) of the point at position i.
     order: Vec<u32>,
+}
+
+impl Pending {
+    /// The points of a batch that came back from the other parties, put back in the
+    /// owner's row order (undoing the shuffle): what the owner hands the party that
+    /// re-blinds last and keeps the join keys ([`Party::join_keys`]), so that it can
+    /// send the rows along as small deltas.
+    pub fn in_row_order(&self, batch: &BlindedBatch) -> Result<BlindedBatch> {
+        if batch.len() != self.order.len() {
+            return Err(Error::BatchMismatch {
+                expected: self.order.len(),
+                got: batch.len(),
+            });
+        }
+        let mut points = vec![[0u8; 32]; batch.len()];
+        for (p, &row) in batch.points.iter().zip(&self.order) {
+            points[row as usize] = *p;
+        }
+        Ok(BlindedBatch { points })
+    }
 }
 
 /// One party's side of the protocol for one collaboration.
@@ -151,6 +288,19 @@ impl Party {
         Ok(BlindedBatch {
             points: group::encode_doubled(&points),
         })
+    }
+
+    /// Re-blinds another party's batch as the last party of its chain and keeps the
+    /// result: the join key of every point, in the batch's order. An invalid point is an
+    /// error naming its position. (The party that keeps the join keys — the host — learns
+    /// nothing it would not learn from the owner's join keys: it holds the last key.)
+    pub fn join_keys(&self, batch: &BlindedBatch) -> Result<Vec<[u8; 16]>> {
+        Ok(self
+            .reblind(batch)?
+            .points
+            .iter()
+            .map(group::join_key)
+            .collect())
     }
 
     /// Finishes a batch that has been through every other party: the join key of each
@@ -236,6 +386,57 @@ mod tests {
         expected.extend_from_slice(&[7u8; 32]);
         assert_eq!(batch.encode(), expected);
         assert_eq!(BlindedBatch::decode(&expected).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_batch_kept_by_the_last_party_gives_the_owners_join_keys() {
+        let ps = parties(3);
+        let channel = Channel::new("collab", "email/sha256");
+        let values = ["x", "y", "z", "w"];
+        let digests: Vec<_> = values
+            .iter()
+            .map(|v| DigestKind::Sha256.hash(v.as_bytes()))
+            .collect();
+        let expected = run(&ps, 0, &values);
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        // Party 0 owns, party 1 re-blinds, party 2 keeps.
+        let (pending, batch) = ps[0].blind(&channel, &digests, &mut rng).unwrap();
+        let batch = ps[1].reblind(&batch).unwrap();
+        let keep = KeepBatch {
+            channel: channel.name().into(),
+            start: 100,
+            rows: vec![100, 101, 101, 230],
+            points: pending.in_row_order(&batch).unwrap(),
+        };
+        let wire = keep.encode().unwrap();
+        // 4 magic, 1 + 12 name, 8 start and count, 4 one-byte rows but the last (2), 4 points.
+        assert_eq!(wire.len(), 4 + 13 + 8 + 5 + 4 * 32);
+        let back = KeepBatch::decode(&wire).unwrap();
+        assert_eq!(back, keep);
+        assert_eq!(ps[2].join_keys(&back.points).unwrap(), expected);
+        for cut in 0..wire.len() {
+            assert!(KeepBatch::decode(&wire[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(KeepBatch::decode(&[wire.as_slice(), &[0]].concat()).is_err());
+        let unordered = KeepBatch {
+            rows: vec![101, 100, 102, 103],
+            ..keep.clone()
+        };
+        assert!(matches!(unordered.encode(), Err(Error::Malformed { .. })));
+        let mut huge = wire[..17].to_vec();
+        huge.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            KeepBatch::decode(&huge),
+            Err(Error::TooLarge { .. })
+        ));
+        let mut bad = keep;
+        bad.points = BlindedBatch {
+            points: vec![[0xff; 32]; 4],
+        };
+        assert!(matches!(
+            ps[2].join_keys(&KeepBatch::decode(&bad.encode().unwrap()).unwrap().points),
+            Err(Error::InvalidPointAt { index: 0 })
+        ));
     }
 
     #[test]
