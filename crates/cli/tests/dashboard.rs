@@ -144,7 +144,7 @@ fn every_dashboard_page_renders_its_charts_in_chromium() {
         }
     }
     let parties: Vec<&str> = urls.iter().map(|u| u.0.as_str()).collect();
-    assert_eq!(parties, ["social", "retail", "brand"]);
+    assert_eq!(parties, ["social", "retail", "brand", "news"]);
 
     // report.json names each dashboard's address (never a token).
     let report: serde_json::Value =
