@@ -138,6 +138,13 @@ impl Table {
                 .clone()
         }) {
             Some(DataType::Date32) => DataType::Int32,
+            // Dates are dimensions, so text in the view: days since the epoch.
+            Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => DataType::Date32,
+            // Timestamps are milliseconds in the view: seconds.
+            Some(DataType::Timestamp(_, tz)) => DataType::Timestamp(
+                jingteng_engine::datafusion::arrow::datatypes::TimeUnit::Second,
+                tz,
+            ),
             _ => DataType::Int64,
         };
         self.column(name, &to)
