@@ -14,6 +14,7 @@
 //! min_size = 1000              # default 1,000
 //! as_of = "2026-06-30"         # 'within N days' counts back from the end of this day
 //!                              # (+08:00); default: now
+//! refresh = "24h"              # optional: a networked host delivers it again this often
 //! [lookalike]                  # optional: expand the audience (the seed)
 //! size = 20000                 # media users added: the top N by score
 //! holdout = 0.2                # share of the seed held out to measure precision
@@ -59,6 +60,11 @@ pub struct DefinitionFile {
     /// default: now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
+    /// How often the host of a networked collaboration delivers the next version on its
+    /// own (`"90m"`, `"24h"`, `"7d"`: a whole number of minutes, hours or days, from 1
+    /// minute to 365 days); default: only on demand. See [`Refresh`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
     /// Look-alike expansion of the audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookalike: Option<LookalikeSection>,
@@ -85,7 +91,79 @@ pub struct Definition {
     include: Vec<Rule>,
     exclude: Vec<Rule>,
     as_of: Option<i64>,
+    refresh: Option<Refresh>,
     lookalike: Option<LookalikeSettings>,
+}
+
+/// How often an audience is delivered again on its own: a whole number of minutes,
+/// hours or days between [`Refresh::MIN`] and [`Refresh::MAX`]. Only a parsed
+/// `refresh = "…"` makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Refresh {
+    seconds: u64,
+}
+
+impl Refresh {
+    /// The shortest interval: 1 minute (each refresh may spend ε from the budget of the
+    /// member that defined the audience, so a shorter one would mostly drain it).
+    pub const MIN: Refresh = Refresh { seconds: 60 };
+    /// The longest interval: 365 days.
+    pub const MAX: Refresh = Refresh {
+        seconds: 365 * 86_400,
+    };
+
+    /// Parses `"<n>m"`, `"<n>h"` or `"<n>d"` (a whole number and its unit).
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::Definition(format!(
+                "refresh = {text:?}: give a whole number of minutes, hours or days with its unit \
+                 (m, h or d), e.g. \"90m\", \"24h\" or \"7d\", from 1 minute to 365 days"
+            ))
+        };
+        let t = text.trim();
+        let unit = t.chars().last().ok_or_else(bad)?;
+        let per = match unit {
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let digits = &t[..t.len() - 1];
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let seconds = n.checked_mul(per).ok_or_else(bad)?;
+        if seconds < Self::MIN.seconds || seconds > Self::MAX.seconds {
+            return Err(bad());
+        }
+        Ok(Self { seconds })
+    }
+
+    /// The interval in seconds.
+    pub fn seconds(&self) -> u64 {
+        self.seconds
+    }
+
+    /// The interval in milliseconds.
+    pub fn millis(&self) -> i64 {
+        // At most 365 days: far inside i64.
+        (self.seconds * 1_000) as i64
+    }
+}
+
+impl std::fmt::Display for Refresh {
+    /// The largest whole unit: `"90m"`, `"24h"` is `"1d"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.seconds;
+        if s.is_multiple_of(86_400) {
+            write!(f, "{}d", s / 86_400)
+        } else if s.is_multiple_of(3_600) {
+            write!(f, "{}h", s / 3_600)
+        } else {
+            write!(f, "{}m", s / 60)
+        }
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -211,6 +289,7 @@ impl Definition {
                 Error::Definition(format!("as_of {d:?} is not a date (YYYY-MM-DD)"))
             })?),
         };
+        let refresh = file.refresh.as_deref().map(Refresh::parse).transpose()?;
         let lookalike = match &file.lookalike {
             None => None,
             Some(l) => {
@@ -235,6 +314,7 @@ impl Definition {
             include,
             exclude,
             as_of,
+            refresh,
             lookalike,
         })
     }
@@ -281,6 +361,11 @@ impl Definition {
         }
         self.file.min_size = Some(min);
         Ok(())
+    }
+
+    /// How often a networked host delivers it again on its own; `None`: on demand only.
+    pub fn refresh(&self) -> Option<Refresh> {
+        self.refresh
     }
 
     /// The look-alike settings.
@@ -381,5 +466,43 @@ size = 5000
         assert!(
             e("name = \"a\"\nactivate = \"s\"\ninclude = [\"a.b\"]\ncolour = 1").contains("colour")
         );
+    }
+
+    #[test]
+    fn refresh_intervals_parse_within_bounds() {
+        let ok = |t: &str| Refresh::parse(t).unwrap().seconds();
+        assert_eq!(ok("1m"), 60);
+        assert_eq!(ok("90m"), 5_400);
+        assert_eq!(ok("24h"), 86_400);
+        assert_eq!(ok(" 7d "), 604_800);
+        assert_eq!(ok("365d"), 365 * 86_400);
+        for bad in [
+            "",
+            "0m",
+            "30s",
+            "1",
+            "h",
+            "1.5h",
+            "-1h",
+            "+1h",
+            "1w",
+            "366d",
+            "8761h",
+            "1 h",
+            "1H",
+            "99999999999999999999d",
+        ] {
+            let e = Refresh::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("from 1 minute to 365 days"), "{bad:?}: {e}");
+        }
+        assert_eq!(Refresh::parse("24h").unwrap().to_string(), "1d");
+        assert_eq!(Refresh::parse("90m").unwrap().to_string(), "90m");
+        assert_eq!(Refresh::parse("120m").unwrap().to_string(), "2h");
+        let text = "name = \"a\"\nactivate = \"s\"\ninclude = [\"a.b\"]\nrefresh = \"12h\"";
+        let d = Definition::parse_toml(text).unwrap();
+        assert_eq!(d.refresh().map(|r| r.seconds()), Some(43_200));
+        assert!(d.to_toml().unwrap().contains("refresh = \"12h\""));
+        let e = Definition::parse_toml(&text.replace("12h", "10s")).unwrap_err();
+        assert!(e.to_string().contains("refresh = \"10s\""), "{e}");
     }
 }

@@ -33,7 +33,9 @@ use std::path::PathBuf;
 
 // The public surface: definitions and rules; evaluation and release; delivery and RTA;
 // data rights.
-pub use definition::{DEFAULT_MIN_SIZE, Definition, DefinitionFile, LookalikeSection, size_class};
+pub use definition::{
+    DEFAULT_MIN_SIZE, Definition, DefinitionFile, LookalikeSection, Refresh, size_class,
+};
 pub use delivery::{
     DeliveredVersion, Delivery, RtaBuild, Store, VersionRecord, check_consent, deliver, rta_index,
 };

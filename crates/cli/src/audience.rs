@@ -41,6 +41,10 @@ pub(crate) enum AudienceCommand {
     /// Evaluate an audience again on the current view and deliver the next version to
     /// its media party as that party's own user ids (refresh on demand).
     ///
+    /// An audience created with --refresh INTERVAL is also delivered by a networked
+    /// host's `jingteng serve` on its own, every INTERVAL; in local mode, run this from
+    /// cron.
+    ///
     /// Refused when a dataset the audience reads does not allow activation (its spec
     /// `consent`). Local mode writes STATE/delivered/<party>/<name>/v<N>.parquet and
     /// its manifest; networked mode has the host deliver to the media node, which writes
@@ -83,6 +87,13 @@ pub(crate) struct CreateArgs {
     /// Look-alike: share of the seed held out to measure precision (default 0.2).
     #[arg(long, value_name = "SHARE")]
     holdout: Option<f64>,
+    /// Deliver the next version on a schedule: every INTERVAL (90m, 24h, 7d; from 1
+    /// minute to 365 days). Networked mode: the host's `jingteng serve` delivers it on
+    /// its own (the first version within 30 s, then once the latest is INTERVAL old),
+    /// each release charged to this member and analyst. Local mode only stores it: there
+    /// is no server, so run `jingteng audience deliver NAME --spec …` from cron.
+    #[arg(long, value_name = "INTERVAL")]
+    refresh: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -253,6 +264,7 @@ fn definition(a: &CreateArgs) -> anyhow::Result<Definition> {
             exclude: Vec::new(),
             min_size: None,
             as_of: None,
+            refresh: None,
             lookalike: None,
         },
     };
@@ -269,6 +281,9 @@ fn definition(a: &CreateArgs) -> anyhow::Result<Definition> {
     }
     if a.min_size.is_some() {
         file.min_size = a.min_size;
+    }
+    if a.refresh.is_some() {
+        file.refresh = a.refresh.clone();
     }
     if let Some(n) = a.lookalike {
         file.lookalike = Some(LookalikeSection {
@@ -309,10 +324,18 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         if let Some(l) = &out.lookalike {
             print_lookalike(l);
         }
-        println!(
-            "saved; `jingteng audience deliver {} --collab {collab} --dir …` delivers it to {}",
-            out.name, out.activate
-        );
+        match def.refresh() {
+            Some(r) => println!(
+                "saved; the host delivers it to {} every {r} on its own (the first version within \
+                 30 s), each size release charged to {}:{}; `jingteng audience list --collab \
+                 {collab} --dir …` shows when the next one is due",
+                out.activate, out.owner, a.target.analyst
+            ),
+            None => println!(
+                "saved; `jingteng audience deliver {} --collab {collab} --dir …` delivers it to {}",
+                out.name, out.activate
+            ),
+        }
         return Ok(());
     }
     let mut engine = crate::query::open(&a.target).await?;
@@ -327,6 +350,7 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
             "rules": eval.rules().iter().map(|(r, sql)| serde_json::json!({"rule": r, "sql": sql})).collect::<Vec<_>>(),
             "size": size,
             "lookalike": eval.lookalike(),
+            "refresh": def.refresh().map(|r| r.to_string()),
             "saved": true,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -349,7 +373,58 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         def.name(),
         def.activate()
     );
+    if let Some(r) = def.refresh() {
+        println!("{}", local_refresh_note(def.name(), r));
+    }
     Ok(())
+}
+
+/// What `refresh` means in local mode: nothing runs it.
+fn local_refresh_note(name: &str, every: jingteng_audience::Refresh) -> String {
+    format!(
+        "refresh every {every}: stored, but local mode has no server to run it; run \
+         `jingteng audience deliver {name} --spec …` from cron (a networked host's \
+         `jingteng serve` refreshes on its own)"
+    )
+}
+
+/// Unix ms as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// One line about a networked audience's scheduled refresh.
+fn refresh_line(r: &jingteng_node::RefreshStatus) -> String {
+    let mut line = format!(
+        "refreshed by the host every {}; next due {}",
+        r.every,
+        utc(r.next_due_ms)
+    );
+    if r.failures > 0 {
+        line.push_str(&format!(
+            " (retrying: {} failed in a row, last: {})",
+            r.failures,
+            r.last_error.as_deref().unwrap_or("?")
+        ));
+    }
+    line
 }
 
 fn print_size(s: &SizeRelease) {
@@ -404,25 +479,34 @@ fn versions_json(v: &[VersionRecord]) -> serde_json::Value {
 }
 
 async fn show(a: NameArgs) -> anyhow::Result<()> {
-    let (def, versions) = if let Some(remote) = crate::query::remote(&a.target) {
+    let (def, versions, refresh) = if let Some(remote) = crate::query::remote(&a.target) {
         let (node, collab) = remote?;
         let d = jingteng_node::audience_show(&node, collab, &a.name).await?;
         if !a.target.json {
             println!("# defined by {}, kept at the host of {collab}", d.owner);
         }
-        (Definition::from_file(d.definition)?, d.versions)
+        (Definition::from_file(d.definition)?, d.versions, d.refresh)
     } else {
         let state = crate::query::state_dir(&a.target)?;
         let store = Store::new(&state);
-        (store.definition(&a.name)?, store.versions(&a.name)?)
+        (store.definition(&a.name)?, store.versions(&a.name)?, None)
     };
     if a.target.json {
-        let v = serde_json::json!({"definition": def.file(), "versions": versions_json(&versions)});
+        let v = serde_json::json!({
+            "definition": def.file(),
+            "versions": versions_json(&versions),
+            "refresh": refresh,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     print!("{}", def.to_toml()?);
     println!();
+    match (&refresh, def.refresh()) {
+        (Some(r), _) => println!("{}", refresh_line(r)),
+        (None, Some(every)) => println!("{}", local_refresh_note(def.name(), every)),
+        (None, None) => {}
+    }
     if versions.is_empty() {
         println!("not delivered yet");
         return Ok(());
@@ -585,6 +669,8 @@ async fn list_remote(a: &ListArgs) -> anyhow::Result<bool> {
             "versions",
             "latest size class",
             "released size",
+            "refresh",
+            "next due",
         ]);
         for s in &audiences {
             let last = s.versions.last();
@@ -596,6 +682,16 @@ async fn list_remote(a: &ListArgs) -> anyhow::Result<bool> {
                 last.map_or("-".into(), |l| l.size_class.clone()),
                 last.and_then(|l| l.released_people)
                     .map_or("-".into(), |n| n.to_string()),
+                s.refresh
+                    .as_ref()
+                    .map_or("on demand".into(), |r| format!("every {}", r.every)),
+                s.refresh.as_ref().map_or("-".into(), |r| {
+                    if r.failures > 0 {
+                        format!("{} (retry; {} failed)", utc(r.next_due_ms), r.failures)
+                    } else {
+                        utc(r.next_due_ms)
+                    }
+                }),
             ]);
         }
         println!("{t}");
@@ -636,7 +732,7 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
     if a.target.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(d, v)| serde_json::json!({"name": d.name(), "activate": d.activate(), "versions": v.len(), "latest": v.last()}))
+            .map(|(d, v)| serde_json::json!({"name": d.name(), "activate": d.activate(), "versions": v.len(), "latest": v.last(), "refresh": d.refresh().map(|r| r.to_string())}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -654,6 +750,7 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
         "latest size class",
         "released size",
         "look-alike",
+        "refresh",
     ]);
     for (d, v) in &rows {
         let last = v.last();
@@ -665,9 +762,17 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
             last.and_then(|l| l.released_people)
                 .map_or("-".into(), |n| n.to_string()),
             d.lookalike().map_or("-".into(), |l| format!("+{}", l.size)),
+            d.refresh()
+                .map_or("on demand".into(), |r| format!("every {r} (cron)")),
         ]);
     }
     println!("{t}");
+    if rows.iter().any(|(d, _)| d.refresh().is_some()) {
+        println!(
+            "local mode has no server to refresh audiences: run `jingteng audience deliver NAME \
+             --spec …` from cron"
+        );
+    }
     Ok(())
 }
 

@@ -1146,6 +1146,7 @@ async fn audience(brand: &NodeDir, social: &NodeDir, collab: &str) -> anyhow::Re
         // The demo's world is small: 100 rather than the default 1,000.
         min_size: Some(100),
         as_of: None,
+        refresh: None,
         lookalike: None,
     };
     let created = jingteng_node::audience_create(

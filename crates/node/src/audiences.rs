@@ -12,7 +12,8 @@
 //! ```text
 //! audiences/<name>/definition.toml   at the host: the definition
 //! audiences/<name>/versions.json     at the host: each version (size class, released size)
-//! audiences/<name>/owner.json        at the host: the member that defined it
+//! audiences/<name>/owner.json        at the host: the member (and analyst) that defined it
+//! audiences/<name>/refresh.json      at the host: the last scheduled refresh (crate::refresh)
 //! delivered/<party>/<name>/v<N>.parquet   at the activation party: its user ids
 //! delivered/<party>/<name>/manifest.json  at the activation party: versions, users, SHA-256
 //! ```
@@ -139,6 +140,9 @@ pub struct AudienceSummary {
     pub release_mode: Option<String>,
     /// Every delivered version, oldest first.
     pub versions: Vec<VersionRecord>,
+    /// Its scheduled refresh (`refresh = "24h"`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<crate::refresh::RefreshStatus>,
 }
 
 /// An audience's definition and versions, from the host.
@@ -150,6 +154,9 @@ pub struct AudienceDetail {
     pub owner: String,
     /// Every delivered version, oldest first.
     pub versions: Vec<VersionRecord>,
+    /// Its scheduled refresh (`refresh = "24h"`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<crate::refresh::RefreshStatus>,
 }
 
 /// The host's answer to [`DeliverAudience`].
@@ -164,9 +171,13 @@ pub struct AudienceDelivered {
 /// Who defined an audience, and its size as released when it was defined.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Owner {
-    party: String,
-    created_ms: i64,
+pub(crate) struct Owner {
+    pub(crate) party: String,
+    /// The analyst within `party` who defined it: scheduled refreshes are charged to
+    /// `party:analyst`. Absent in audiences defined before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) analyst: Option<String>,
+    pub(crate) created_ms: i64,
     #[serde(default)]
     size_class: Option<String>,
     #[serde(default)]
@@ -351,7 +362,7 @@ fn u32_at(rest: &mut &[u8], what: &'static str) -> std::result::Result<u32, Acti
 // ---------------------------------------------------------------------------------
 // The host's side.
 
-fn problem_of(e: jingteng_audience::Error) -> Problem {
+pub(crate) fn problem_of(e: jingteng_audience::Error) -> Problem {
     use jingteng_audience::Error as A;
     match e {
         A::Rule { .. } => (StatusCode::BAD_REQUEST, "bad-rule", e.to_string()),
@@ -374,7 +385,10 @@ fn owner_path(store_root: &Path, name: &str) -> PathBuf {
     store_root.join("audiences").join(name).join("owner.json")
 }
 
-fn read_owner(store_root: &Path, name: &str) -> std::result::Result<Option<Owner>, Problem> {
+pub(crate) fn read_owner(
+    store_root: &Path,
+    name: &str,
+) -> std::result::Result<Option<Owner>, Problem> {
     let path = owner_path(store_root, name);
     match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -386,7 +400,7 @@ fn read_owner(store_root: &Path, name: &str) -> std::result::Result<Option<Owner
 }
 
 /// Writes `bytes` to `path` through a temporary file, synced, renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -399,7 +413,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Appends an audit entry (counts and names, never people).
-fn audit(
+pub(crate) fn audit(
     dir: &Path,
     actor: &str,
     action: &str,
@@ -464,6 +478,7 @@ pub(crate) async fn create(
     store.save(&def).map_err(problem_of)?;
     let owner = Owner {
         party: caller.to_string(),
+        analyst: Some(req.analyst.clone()),
         created_ms: now,
         size_class: Some(eval.size_class()),
         released_people: size.people,
@@ -483,6 +498,7 @@ pub(crate) async fn create(
             "size_class": eval.size_class(),
             "released_people": size.people,
             "release": size.release.mode,
+            "refresh": def.refresh().map(|r| r.to_string()),
         }),
     )?;
     Ok(AudienceCreated {
@@ -515,6 +531,7 @@ pub(crate) fn list(
         let def = store.definition(&name).map_err(problem_of)?;
         let owner = read_owner(&root, &name)?;
         let versions = store.versions(&name).map_err(problem_of)?;
+        let refresh = crate::refresh::status(&root, &def, owner.as_ref(), &versions);
         let (size_class, released_people, release_mode) = match versions.last() {
             Some(v) => (
                 Some(v.size_class.clone()),
@@ -538,6 +555,7 @@ pub(crate) fn list(
             released_people,
             release_mode,
             versions,
+            refresh,
             name,
         });
     }
@@ -553,17 +571,18 @@ pub(crate) fn show(
     let root = audiences_dir(dir, &body.collaboration);
     let store = Store::new(&root);
     let def = store.definition(name).map_err(problem_of)?;
+    let owner = read_owner(&root, name)?;
+    let versions = store.versions(name).map_err(problem_of)?;
     Ok(AudienceDetail {
         definition: def.file().clone(),
-        owner: read_owner(&root, name)?
-            .map(|o| o.party)
-            .unwrap_or_default(),
-        versions: store.versions(name).map_err(problem_of)?,
+        refresh: crate::refresh::status(&root, &def, owner.as_ref(), &versions),
+        owner: owner.map(|o| o.party).unwrap_or_default(),
+        versions,
     })
 }
 
 /// Whether an audience name can name files (what [`Definition`] accepts).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -593,15 +612,58 @@ pub(crate) async fn deliver(
             "no audience by this name".into(),
         ));
     }
+    let _guard = lock.lock().await;
+    let done = deliver_locked(
+        node,
+        body,
+        caller,
+        name,
+        &req.analyst,
+        now_ms(),
+        retry,
+        halt,
+    )
+    .await?;
+    audit(
+        dir,
+        caller,
+        "audience-deliver",
+        &body.collaboration,
+        serde_json::json!({
+            "audience": name,
+            "version": done.record.version,
+            "to": done.record.to,
+            "analyst": format!("{caller}:{}", req.analyst),
+            "size_class": done.record.size_class,
+            "released_people": done.size.people,
+        }),
+    )?;
+    Ok(done)
+}
+
+/// [`deliver`]'s work, with the audiences' lock held by the caller and the clock
+/// (`now`, Unix ms: the version's time) given: the scheduled refresh
+/// ([`crate::refresh`]) takes this path too, charging `caller:analyst`. The caller
+/// audits what it did.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn deliver_locked(
+    node: &NodeDir,
+    body: &ContractBody,
+    caller: &str,
+    name: &str,
+    analyst: &str,
+    now: i64,
+    retry: crate::RetryPolicy,
+    halt: &crate::retry::Halt,
+) -> std::result::Result<AudienceDelivered, Problem> {
+    let dir = node.dir();
     let root = audiences_dir(dir, &body.collaboration);
     let store = Store::new(&root);
-    let _guard = lock.lock().await;
     let def = store.definition(name).map_err(problem_of)?;
     let collab = jingteng_psi::Collaboration::parse(&body.spec).map_err(|e| internal(&e))?;
-    let (mut engine, _, analyst) = open_engine(dir, body, caller, &req.analyst).await?;
+    let (mut engine, _, analyst) = open_engine(dir, body, caller, analyst).await?;
     let tables: Vec<String> = def.tables(engine.policy()).into_iter().collect();
     jingteng_audience::check_consent(&collab, &def, &tables).map_err(problem_of)?;
-    let now = now_ms();
     let eval = jingteng_audience::evaluate(&engine, &def, now / 1000, None)
         .await
         .map_err(problem_of)?;
@@ -713,20 +775,6 @@ pub(crate) async fn deliver(
     store
         .record_version(name, record.clone())
         .map_err(problem_of)?;
-    audit(
-        dir,
-        caller,
-        "audience-deliver",
-        &body.collaboration,
-        serde_json::json!({
-            "audience": name,
-            "version": version,
-            "to": party,
-            "analyst": analyst,
-            "size_class": record.size_class,
-            "released_people": size.people,
-        }),
-    )?;
     Ok(AudienceDelivered { record, size })
 }
 

@@ -23,6 +23,7 @@ pub mod contract;
 mod dashboard;
 mod import;
 mod netmatch;
+mod refresh;
 mod remote;
 mod retry;
 mod rights;
@@ -79,6 +80,8 @@ pub use audiences::{
     ForgetHere, MAX_ACTIVATION_ROWS, RuleSql, audience_create, audience_deliver, audience_list,
     audience_show, audiences_dir, delivered_here, delivered_ids, forget_here,
 };
+// Scheduled refresh of audiences at the host (`refresh = "24h"`).
+pub use refresh::RefreshStatus;
 pub use remote::{
     InsightRequest, MeasureRequest, QueryReply, QueryRequest, insight_host, measure_host,
     query_host,

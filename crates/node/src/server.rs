@@ -81,6 +81,13 @@ pub struct ServeOptions {
     /// work and `serve` returns. What it wrote to disk stays, as after a crash.
     #[doc(hidden)]
     pub halt_after_contributions: Option<usize>,
+    /// How often a host looks for audiences due for their scheduled refresh
+    /// (`refresh = "24h"`, docs/audiences.md). Default 30 s.
+    pub refresh_tick: Duration,
+    /// Tests only: milliseconds added to the clock the refresh scheduler reads, so that
+    /// a test can move its time forward.
+    #[doc(hidden)]
+    pub refresh_clock_skew_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Default for ServeOptions {
@@ -89,6 +96,8 @@ impl Default for ServeOptions {
             retry: RetryPolicy::default(),
             watch_interval: Duration::from_secs(10),
             halt_after_contributions: None,
+            refresh_tick: Duration::from_secs(30),
+            refresh_clock_skew_ms: Arc::default(),
         }
     }
 }
@@ -1591,6 +1600,21 @@ pub async fn serve_with(
             return Err(e);
         }
     };
+    // The scheduled refresh of the audiences this node hosts (crate::refresh); it stops
+    // as soon as the server starts to stop.
+    let refresh_stop = Halt::default();
+    let mut refresh_task = tokio::spawn(crate::refresh::run(
+        crate::refresh::Scheduler {
+            dir: state.dir.clone(),
+            party: state.party.clone(),
+            contracts: state.contracts.clone(),
+            lock: state.audiences.clone(),
+            tick: state.options.refresh_tick,
+            retry: state.options.retry,
+            skew: state.options.refresh_clock_skew_ms.clone(),
+        },
+        refresh_stop.clone(),
+    ));
     let app = router(state);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -1600,6 +1624,7 @@ pub async fn serve_with(
             () = halt.wait() => {
                 // As if killed: no draining.
                 connections.abort_all();
+                refresh_task.abort();
                 return Ok(());
             }
             accepted = listener.accept() => {
@@ -1631,6 +1656,7 @@ pub async fn serve_with(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    refresh_stop.set();
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -1641,6 +1667,13 @@ pub async fn serve_with(
     // Background work (a run being driven, a contribution) stops at its next step;
     // what it kept on disk is taken up when the node serves again.
     halt.set();
+    if tokio::time::timeout(Duration::from_secs(5), &mut refresh_task)
+        .await
+        .is_err()
+    {
+        refresh_task.abort();
+        tracing::warn!("the audience refresh did not stop within 5 s; stopped");
+    }
     if let Some(d) = dashboard {
         let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
     }

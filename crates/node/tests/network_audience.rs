@@ -3,18 +3,23 @@
 //! on delivery the media party (social) receives only its own rows, which it turns into
 //! its own user ids — the same ids as the plaintext rules over the raw files,
 //! restricted to the people the match linked. Nothing row-level reaches anyone else;
-//! an opt-out recorded at the media node leaves the next version.
+//! an opt-out recorded at the media node leaves the next version. An audience with a
+//! refresh interval is delivered again by the host's scheduler on its own, and a
+//! failing refresh is retried without hurting the host. A look-alike audience between
+//! nodes is its seed plus exactly `size` media users, the same set as local mode's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use jingteng_node::contract;
 use jingteng_node::{
-    ActivationBatch, ActivationHeader, CreateAudience, DeliverAudience, NodeDir, RunStatus,
-    get_from_peer, import, init, post_to_peer, serve,
+    ActivationBatch, ActivationHeader, CreateAudience, DeliverAudience, NodeDir, RetryPolicy,
+    RunStatus, ServeOptions, get_from_peer, import, init, post_to_peer, serve_with,
 };
 use tokio::net::TcpListener;
 
@@ -114,6 +119,7 @@ fn definition(name: &str, min_size: u64) -> jingteng_audience::DefinitionFile {
         exclude: vec!["brand.crm".into()],
         min_size: Some(min_size),
         as_of: Some("2026-06-30".into()),
+        refresh: None,
         lookalike: None,
     }
 }
@@ -166,52 +172,176 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Three nodes on loopback (social, the media party; retail, the host; brand) with a
+/// signed contract over a synthetic world, each serving.
+struct Net {
+    tmp: tempfile::TempDir,
+    world: PathBuf,
+    spec: PathBuf,
+    id: String,
+    social: NodeDir,
+    retail: NodeDir,
+    brand: NodeDir,
+    addrs: HashMap<&'static str, String>,
+    stops: HashMap<&'static str, tokio::sync::oneshot::Sender<()>>,
+    servers: HashMap<&'static str, tokio::task::JoinHandle<jingteng_node::Result<()>>>,
+    options: HashMap<&'static str, ServeOptions>,
+}
+
+impl Net {
+    /// A world of `people` (a scale: `tiny` or a number) from `seed`; the host serves
+    /// with `host`.
+    async fn start(seed: u64, people: &str, host: ServeOptions) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let world = tmp.path().join("world");
+        let config = jingteng_synth::Config {
+            seed,
+            scale: people.parse().unwrap(),
+            force: false,
+            media: 1,
+        };
+        jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
+        let spec = world.join("collab.toml");
+        let (social, l_social) = node(tmp.path(), "social").await;
+        let (retail, l_retail) = node(tmp.path(), "retail").await;
+        let (brand, l_brand) = node(tmp.path(), "brand").await;
+        let cards = vec![
+            contract::card(&social).unwrap(),
+            contract::card(&brand).unwrap(),
+        ];
+        let mut c = contract::propose(&retail, &spec, cards).unwrap();
+        contract::sign(&social, &mut c).unwrap();
+        let status = contract::sign(&brand, &mut c).unwrap();
+        for n in [&social, &retail, &brand] {
+            contract::record(n, &c, &status, "activate").unwrap();
+            import_all(n, &spec);
+        }
+        let mut net = Net {
+            id: format!("synth-{seed}"),
+            world,
+            spec,
+            social,
+            retail,
+            brand,
+            addrs: HashMap::new(),
+            stops: HashMap::new(),
+            servers: HashMap::new(),
+            options: HashMap::new(),
+            tmp,
+        };
+        net.options.insert("retail", host);
+        for (party, listener) in [
+            ("social", l_social),
+            ("retail", l_retail),
+            ("brand", l_brand),
+        ] {
+            net.addrs
+                .insert(party, listener.local_addr().unwrap().to_string());
+            net.serve(party, listener);
+        }
+        net
+    }
+
+    fn serve(&mut self, party: &'static str, listener: TcpListener) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir = self.tmp.path().join(party);
+        let options = self.options.get(party).cloned().unwrap_or_default();
+        self.stops.insert(party, stop);
+        self.servers.insert(
+            party,
+            tokio::spawn(async move {
+                let n = NodeDir::open(&dir).unwrap();
+                serve_with(
+                    &n,
+                    listener,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    options,
+                )
+                .await
+            }),
+        );
+    }
+
+    /// Stops a node gracefully; its `serve` must end without error.
+    async fn stop(&mut self, party: &'static str) {
+        self.stops.remove(party).unwrap().send(()).unwrap();
+        let server = self.servers.remove(party).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the node stops within 20 s")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Serves a stopped node again on its address.
+    async fn restart(&mut self, party: &'static str) {
+        let listener = TcpListener::bind(&self.addrs[party]).await.unwrap();
+        self.serve(party, listener);
+    }
+
+    async fn shutdown(mut self) {
+        for party in ["social", "retail", "brand"] {
+            if self.stops.contains_key(party) {
+                self.stop(party).await;
+            }
+        }
+    }
+
+    /// The networked match, run at the host.
+    async fn run_match(&self) {
+        let (retail, id) = (&self.retail, self.id.as_str());
+        // The match, at the host.
+        let host = contract::card(retail).unwrap();
+        let (st, body) = post_to_peer(
+            &retail,
+            &host.endpoint,
+            &host.cert_sha256,
+            &format!("/v1/collaborations/{id}/match"),
+            "application/json",
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
+        let run = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["run"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let path = format!("/v1/collaborations/{id}/match/{run}");
+        let mut done = false;
+        for _ in 0..600 {
+            let (_, body) = get_from_peer(&retail, &host.endpoint, &host.cert_sha256, &path)
+                .await
+                .unwrap();
+            let s: RunStatus = serde_json::from_slice(&body).unwrap();
+            assert!(s.error.is_none(), "{:?}", s.error);
+            if s.state == "done" {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(done, "the match finished");
+    }
+
+    /// The joined view built in local mode from the same files (its linkage numbers
+    /// people as the networked view does).
+    async fn local_view(&self) -> PathBuf {
+        let local = self.tmp.path().join("local");
+        jingteng_engine::view::build_local(&self.spec, &local, Arc::new(|_: &str, _: u64| {}))
+            .await
+            .unwrap();
+        local
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_ids() {
-    let tmp = tempfile::tempdir().unwrap();
-    let world = tmp.path().join("world");
-    let config = jingteng_synth::Config {
-        seed: 11,
-        scale: "tiny".parse().unwrap(),
-        force: false,
-        media: 1,
-    };
-    jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
-    let spec = world.join("collab.toml");
-    let id = "synth-11";
-
-    let (social, l_social) = node(tmp.path(), "social").await;
-    let (retail, l_retail) = node(tmp.path(), "retail").await;
-    let (brand, l_brand) = node(tmp.path(), "brand").await;
-    let cards = vec![
-        contract::card(&social).unwrap(),
-        contract::card(&brand).unwrap(),
-    ];
-    let mut c = contract::propose(&retail, &spec, cards).unwrap();
-    contract::sign(&social, &mut c).unwrap();
-    let status = contract::sign(&brand, &mut c).unwrap();
-    for n in [&social, &retail, &brand] {
-        contract::record(n, &c, &status, "activate").unwrap();
-        import_all(n, &spec);
-    }
-    let mut stops = Vec::new();
-    let mut servers = Vec::new();
-    for (party, listener) in [
-        ("social", l_social),
-        ("retail", l_retail),
-        ("brand", l_brand),
-    ] {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let dir = tmp.path().join(party);
-        stops.push(stop);
-        servers.push(tokio::spawn(async move {
-            let n = NodeDir::open(&dir).unwrap();
-            serve(&n, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        }));
-    }
+    let net = Net::start(11, "tiny", ServeOptions::default()).await;
+    let (social, retail, brand) = (&net.social, &net.retail, &net.brand);
+    let (world, id) = (&net.world, net.id.as_str());
 
     // Before any match the host has no view to evaluate on.
     let req = CreateAudience {
@@ -223,38 +353,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         other => panic!("{other:?}"),
     }
 
-    // The match, at the host.
-    let host = contract::card(&retail).unwrap();
-    let (st, body) = post_to_peer(
-        &retail,
-        &host.endpoint,
-        &host.cert_sha256,
-        &format!("/v1/collaborations/{id}/match"),
-        "application/json",
-        vec![],
-    )
-    .await
-    .unwrap();
-    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
-    let run = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["run"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = format!("/v1/collaborations/{id}/match/{run}");
-    let mut done = false;
-    for _ in 0..600 {
-        let (_, body) = get_from_peer(&retail, &host.endpoint, &host.cert_sha256, &path)
-            .await
-            .unwrap();
-        let s: RunStatus = serde_json::from_slice(&body).unwrap();
-        assert!(s.error.is_none(), "{:?}", s.error);
-        if s.state == "done" {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(done, "the match finished");
+    net.run_match().await;
 
     // The brand defines the audience at the host: only its size comes back, under DP,
     // charged to brand:alice.
@@ -324,11 +423,8 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         .unwrap()
         .into_iter()
         .collect();
-    let local = tmp.path().join("local");
-    jingteng_engine::view::build_local(&spec, &local, std::sync::Arc::new(|_: &str, _: u64| {}))
-        .await
-        .unwrap();
-    let want = reference(&world, &local);
+    let local = net.local_view().await;
+    let want = reference(world, &local);
     assert!(want.len() > 20, "a meaningful audience: {}", want.len());
     assert_eq!(got, want);
     // The refusal of the same rules under a higher minimum did not say this size.
@@ -473,10 +569,153 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert_eq!(received.len(), 2);
     assert!(received.iter().all(|e| !e.details.contains(&gone)));
 
-    for s in stops {
-        s.send(()).unwrap();
+    net.shutdown().await;
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+async fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..secs * 10 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for s in servers {
-        s.await.unwrap().unwrap();
+    panic!("waited {secs} s for {what}");
+}
+
+fn ids_at(net: &Net, name: &str, version: u32) -> BTreeSet<String> {
+    jingteng_node::delivered_ids(&net.social, &net.id, name, version)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn versions_at(net: &Net, name: &str) -> Vec<u32> {
+    jingteng_node::delivered_here(&net.social, &net.id)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .flat_map(|(_, v)| v.into_iter().map(|v| v.version))
+        .collect()
+}
+
+fn host_audit(net: &Net, action: &str) -> Vec<String> {
+    net.retail
+        .catalog()
+        .unwrap()
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .map(|e| e.details)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_host_refreshes_an_audience_on_its_own_and_retries_a_failed_refresh() {
+    // The host looks for due audiences every 100 ms; its scheduler's clock is moved
+    // forward by the test; a media node that is away fails a delivery within a second.
+    let skew = Arc::new(AtomicI64::new(0));
+    let mut host = ServeOptions::default();
+    host.refresh_tick = Duration::from_millis(100);
+    host.refresh_clock_skew_ms = skew.clone();
+    host.retry = RetryPolicy {
+        attempts: 2,
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(100),
+    };
+    let mut net = Net::start(11, "tiny", host).await;
+    net.run_match().await;
+    let id = net.id.clone();
+    let name = "hair-care-daily";
+
+    // Refresh intervals out of bounds are refused by name.
+    let mut def = definition(name, 1);
+    def.refresh = Some("30s".into());
+    let req = |d: &jingteng_audience::DefinitionFile| CreateAudience {
+        definition: d.clone(),
+        analyst: "alice".into(),
+    };
+    match jingteng_node::audience_create(&net.brand, &id, &req(&def)).await {
+        Err(jingteng_node::Error::Remote { code, detail, .. }) => {
+            assert_eq!(code, "bad-definition");
+            assert!(detail.contains("refresh = \"30s\""), "{detail}");
+        }
+        other => panic!("{other:?}"),
     }
+
+    // Every minute: version 1 follows the definition on its own (never delivered: due
+    // at once), without any deliver call.
+    def.refresh = Some("1m".into());
+    let created = jingteng_node::audience_create(&net.brand, &id, &req(&def))
+        .await
+        .unwrap();
+    assert_eq!(created.owner, "brand");
+    wait_for(30, "version 1", || versions_at(&net, name) == [1]).await;
+    let local = net.local_view().await;
+    let want = reference(&net.world, &local);
+    assert_eq!(ids_at(&net, name, 1), want);
+    // Not again before a minute has passed (ten ticks).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(versions_at(&net, name), [1]);
+    let listed = jingteng_node::audience_list(&net.social, &id)
+        .await
+        .unwrap();
+    let r = listed[0].refresh.clone().expect("a refresh status");
+    assert_eq!((r.every.as_str(), r.failures), ("1m", 0));
+    assert_eq!(r.next_due_ms, listed[0].versions[0].created_ms + 60_000);
+
+    // A user opts out at the media node; a minute later the scheduled version 2 leaves
+    // them out.
+    let gone = want.iter().next().unwrap().clone();
+    net.social
+        .catalog()
+        .unwrap()
+        .record_forget(&id, "social", &gone, "opt-out")
+        .unwrap();
+    skew.fetch_add(61_000, Ordering::Relaxed);
+    wait_for(30, "version 2", || versions_at(&net, name) == [1, 2]).await;
+    let mut want2 = want.clone();
+    want2.remove(&gone);
+    assert_eq!(ids_at(&net, name, 2), want2);
+
+    // The media node goes away: the next refresh fails, is recorded and audited, and
+    // the host keeps serving.
+    net.stop("social").await;
+    skew.fetch_add(61_000, Ordering::Relaxed);
+    wait_for(30, "a failed refresh", || {
+        !host_audit(&net, "audience-refresh-failed").is_empty()
+    })
+    .await;
+    let failed = host_audit(&net, "audience-refresh-failed");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].contains("activation-failed"), "{}", failed[0]);
+    let shown = jingteng_node::audience_show(&net.brand, &id, name)
+        .await
+        .unwrap();
+    let r = shown.refresh.expect("a refresh status");
+    assert_eq!(r.failures, 1);
+    assert!(r.last_error.unwrap().contains("social"));
+    assert_eq!(shown.versions.len(), 2);
+    // Retried after a backoff (a minute here), not at every tick.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(host_audit(&net, "audience-refresh-failed").len(), 1);
+
+    // Back again: the retry delivers version 3.
+    net.restart("social").await;
+    skew.fetch_add(61_000, Ordering::Relaxed);
+    wait_for(30, "version 3", || versions_at(&net, name) == [1, 2, 3]).await;
+    assert_eq!(ids_at(&net, name, 3), want2);
+    let shown = jingteng_node::audience_show(&net.brand, &id, name)
+        .await
+        .unwrap();
+    assert_eq!(shown.refresh.unwrap().failures, 0);
+
+    // Audited at the host as the brand's standing order, without people.
+    let refreshed = host_audit(&net, "audience-refresh");
+    assert_eq!(refreshed.len(), 3);
+    assert!(refreshed.iter().all(|d| d.contains("brand:alice")));
+    assert!(refreshed.iter().all(|d| !d.contains(&gone)));
+    // A graceful stop ends the scheduler with the server.
+    net.shutdown().await;
 }
