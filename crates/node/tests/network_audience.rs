@@ -719,3 +719,134 @@ async fn the_host_refreshes_an_audience_on_its_own_and_retries_a_failed_refresh(
     // A graceful stop ends the scheduler with the server.
     net.shutdown().await;
 }
+
+/// The seed of the look-alike test in plain Rust over the raw files: social users
+/// linked to a retail member who ordered food or digital goods.
+fn seed_reference(world: &Path, local: &Path) -> BTreeSet<String> {
+    let social = linkage(local, "social");
+    let retail = linkage(local, "retail");
+    let bought: HashSet<u64> = csv(world, "retail/orders.csv")
+        .iter()
+        .filter(|o| matches!(o["category"].as_str(), "food" | "digital"))
+        .filter_map(|o| retail.get(&o["member_id"]).copied())
+        .collect();
+    csv(world, "social/users.csv")
+        .iter()
+        .filter_map(|u| {
+            let p = social.get(&u["user_id"])?;
+            bought.contains(p).then(|| u["user_id"].clone())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lookalike_between_nodes_is_its_seed_plus_size_media_users_as_in_local_mode() {
+    // 8,000 people: about 3,000 social users in the seed, within the 2,000–30 M bounds.
+    let net = Net::start(13, "8000", ServeOptions::default()).await;
+    net.run_match().await;
+    let id = net.id.as_str();
+    let size = 500u64;
+    let def = jingteng_audience::DefinitionFile {
+        name: "food-digital-alike".into(),
+        description: "ordered food or digital goods, and the 500 media users most like them".into(),
+        activate: "social".into(),
+        include: vec!["retail.orders.category IN ('food', 'digital')".into()],
+        exclude: Vec::new(),
+        min_size: Some(1),
+        as_of: Some("2026-06-30".into()),
+        refresh: None,
+        lookalike: Some(jingteng_audience::LookalikeSection {
+            size,
+            holdout: None,
+            seed: None,
+        }),
+    };
+    let created = jingteng_node::audience_create(
+        &net.brand,
+        id,
+        &CreateAudience {
+            definition: def.clone(),
+            analyst: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    // The look-alike's figures come back to the member, never people.
+    let report = created.lookalike.clone().expect("look-alike figures");
+    assert_eq!((report.size, report.added), (size, size));
+    assert!(!report.features.is_empty());
+    assert!(report.features.iter().all(|f| !f.starts_with("orders.")));
+    assert!((0.0..=1.0).contains(&report.precision), "{report:?}");
+    assert!(report.base_rate > 0.0 && report.lift > 0.0, "{report:?}");
+
+    let delivered = jingteng_node::audience_deliver(
+        &net.brand,
+        id,
+        "food-digital-alike",
+        &DeliverAudience {
+            analyst: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let figures = delivered.record.lookalike.clone().expect("figures");
+    assert_eq!(figures.added, size);
+    assert_eq!(figures.precision, report.precision);
+
+    // At the media node: the seed as the plain rules find it, and exactly `size` more
+    // of its users.
+    let got = ids_at(&net, "food-digital-alike", 1);
+    let local = net.local_view().await;
+    let seed = seed_reference(&net.world, &local);
+    assert!(
+        seed.len() as u64 >= jingteng_audience::SEED_BOUNDS.0,
+        "seed of {} people",
+        seed.len()
+    );
+    assert!(seed.is_subset(&got), "the seed is delivered whole");
+    let added: BTreeSet<&String> = got.difference(&seed).collect();
+    assert_eq!(added.len() as u64, size);
+    let users: HashSet<String> = csv(&net.world, "social/users.csv")
+        .into_iter()
+        .map(|u| u["user_id"].clone())
+        .collect();
+    assert!(added.iter().all(|u| users.contains(*u)));
+
+    // Local mode over the same files delivers the same set, with the same figures.
+    let collab = jingteng_match::read_spec(&net.spec).unwrap();
+    let info = jingteng_engine::view::load(&local).unwrap();
+    let catalog = jingteng_catalog::Catalog::open(&local.join("catalog.sqlite")).unwrap();
+    let mut engine = jingteng_engine::Engine::open(
+        &collab,
+        &local,
+        &info,
+        catalog,
+        jingteng_engine::Limits::default(),
+    )
+    .await
+    .unwrap();
+    let store = jingteng_audience::Store::new(&local);
+    let local_def = jingteng_audience::Definition::from_file(def).unwrap();
+    let out = jingteng_audience::deliver(
+        &mut engine,
+        &collab,
+        &local,
+        &store,
+        &local_def,
+        "brand:alice",
+        1_782_835_200,
+        None,
+    )
+    .await
+    .unwrap();
+    let local_ids: BTreeSet<String> = store
+        .delivered_ids(&out.record)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(local_ids, got);
+    let local_figures = out.record.lookalike.unwrap();
+    assert_eq!(local_figures.precision, report.precision);
+    assert_eq!(local_figures.features, report.features);
+    net.shutdown().await;
+}
