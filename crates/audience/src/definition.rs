@@ -134,7 +134,7 @@ impl Refresh {
         }
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let seconds = n.checked_mul(per).ok_or_else(bad)?;
-        if seconds < Self::MIN.seconds || seconds > Self::MAX.seconds {
+        if !(Self::MIN.seconds..=Self::MAX.seconds).contains(&seconds) {
             return Err(bad());
         }
         Ok(Self { seconds })

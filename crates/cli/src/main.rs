@@ -18,6 +18,7 @@ mod bench;
 mod bench_measure;
 mod demo;
 mod demo_html;
+mod log;
 mod matching;
 mod measure;
 mod node;
@@ -103,6 +104,9 @@ enum Command {
     ///
     /// Listens on node.toml's `listen` address (loopback by default) and accepts only
     /// peers whose certificate an active (fully signed) contract in the catalog pins.
+    /// At the host of a collaboration it also delivers, every INTERVAL, the audiences
+    /// defined with `refresh = "INTERVAL"` (checked every 30 s; see docs/audiences.md),
+    /// logging refreshes and failures to stderr.
     Serve(ServeArgs),
     /// Collaboration contracts: publish this node's card, propose, sign, check.
     #[command(subcommand)]

@@ -126,6 +126,8 @@ pub(crate) fn audit_log(args: AuditArgs) -> anyhow::Result<()> {
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node = NodeDir::open(&args.dir)?;
+    // Background work (the scheduled refresh of audiences) logs to stderr.
+    crate::log::init();
     let runtime = tokio::runtime::Runtime::new()?;
     // Checked before anything listens: a dashboard address that is not loopback is
     // refused, naming node.toml.

@@ -267,7 +267,7 @@ async fn refresh(s: Scheduler, id: String, body: ContractBody, name: String, sto
             .filter(|a| a.failures > 0 && latest.is_none_or(|t| a.at_ms >= t))
             .map_or(0, |a| a.failures)
     };
-    let result = match (&owner, NodeDir::open(&*s.dir)) {
+    let result = match (&owner, NodeDir::open(&s.dir)) {
         (
             Some(Owner {
                 party,

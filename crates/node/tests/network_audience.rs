@@ -295,7 +295,7 @@ impl Net {
         // The match, at the host.
         let host = contract::card(retail).unwrap();
         let (st, body) = post_to_peer(
-            &retail,
+            retail,
             &host.endpoint,
             &host.cert_sha256,
             &format!("/v1/collaborations/{id}/match"),
@@ -312,7 +312,7 @@ impl Net {
         let path = format!("/v1/collaborations/{id}/match/{run}");
         let mut done = false;
         for _ in 0..600 {
-            let (_, body) = get_from_peer(&retail, &host.endpoint, &host.cert_sha256, &path)
+            let (_, body) = get_from_peer(retail, &host.endpoint, &host.cert_sha256, &path)
                 .await
                 .unwrap();
             let s: RunStatus = serde_json::from_slice(&body).unwrap();
@@ -348,7 +348,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         definition: definition("hair-care-young", 1),
         analyst: "alice".into(),
     };
-    match jingteng_node::audience_create(&brand, id, &req).await {
+    match jingteng_node::audience_create(brand, id, &req).await {
         Err(jingteng_node::Error::Remote { code, .. }) => assert_eq!(code, "no-view"),
         other => panic!("{other:?}"),
     }
@@ -357,7 +357,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
 
     // The brand defines the audience at the host: only its size comes back, under DP,
     // charged to brand:alice.
-    let created = jingteng_node::audience_create(&brand, id, &req)
+    let created = jingteng_node::audience_create(brand, id, &req)
         .await
         .unwrap();
     assert_eq!(
@@ -373,7 +373,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         definition: definition("too-small", 1_000_000),
         analyst: "alice".into(),
     };
-    let too_small = match jingteng_node::audience_create(&brand, id, &small).await {
+    let too_small = match jingteng_node::audience_create(brand, id, &small).await {
         Err(jingteng_node::Error::Remote { code, detail, .. }) => {
             assert_eq!(code, "audience-too-small");
             assert!(detail.contains("fewer than 1,000,000"), "{detail}");
@@ -385,7 +385,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     let mut bad = definition("by-phone", 1);
     bad.include = vec!["social.users.phone_md5 = 'x'".into()];
     match jingteng_node::audience_create(
-        &brand,
+        brand,
         id,
         &CreateAudience {
             definition: bad,
@@ -401,7 +401,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         other => panic!("{other:?}"),
     }
     // Another member cannot take over the brand's audience.
-    match jingteng_node::audience_create(&social, id, &req).await {
+    match jingteng_node::audience_create(social, id, &req).await {
         Err(jingteng_node::Error::Remote { code, .. }) => assert_eq!(code, "not-the-owner"),
         other => panic!("{other:?}"),
     }
@@ -410,7 +410,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     let deliver = DeliverAudience {
         analyst: "alice".into(),
     };
-    let d1 = jingteng_node::audience_deliver(&brand, id, "hair-care-young", &deliver)
+    let d1 = jingteng_node::audience_deliver(brand, id, "hair-care-young", &deliver)
         .await
         .unwrap();
     assert_eq!((d1.record.version, d1.record.to.as_str()), (1, "social"));
@@ -419,7 +419,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         "{}",
         d1.record.file
     );
-    let got: BTreeSet<String> = jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
+    let got: BTreeSet<String> = jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
         .unwrap()
         .into_iter()
         .collect();
@@ -429,7 +429,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert_eq!(got, want);
     // The refusal of the same rules under a higher minimum did not say this size.
     assert!(!too_small.contains(&want.len().to_string()), "{too_small}");
-    let held = jingteng_node::delivered_here(&social, id).unwrap();
+    let held = jingteng_node::delivered_here(social, id).unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].1[0].users, want.len() as u64);
 
@@ -451,10 +451,10 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert!(want.iter().all(|u| !versions.contains(u.as_str())));
 
     // Members list and show the audience through the host.
-    let listed = jingteng_node::audience_list(&social, id).await.unwrap();
+    let listed = jingteng_node::audience_list(social, id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].versions.len(), 1);
-    let shown = jingteng_node::audience_show(&brand, id, "hair-care-young")
+    let shown = jingteng_node::audience_show(brand, id, "hair-care-young")
         .await
         .unwrap();
     assert_eq!(shown.definition.include.len(), 2);
@@ -466,11 +466,11 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         .unwrap()
         .record_forget(id, "social", &gone, "opt-out")
         .unwrap();
-    let d2 = jingteng_node::audience_deliver(&brand, id, "hair-care-young", &deliver)
+    let d2 = jingteng_node::audience_deliver(brand, id, "hair-care-young", &deliver)
         .await
         .unwrap();
     assert_eq!(d2.record.version, 2);
-    let got2: BTreeSet<String> = jingteng_node::delivered_ids(&social, id, "hair-care-young", 2)
+    let got2: BTreeSet<String> = jingteng_node::delivered_ids(social, id, "hair-care-young", 2)
         .unwrap()
         .into_iter()
         .collect();
@@ -479,7 +479,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert_eq!(got2, want2);
     // Version 1 is kept as delivered.
     assert_eq!(
-        jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
+        jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
             .unwrap()
             .len(),
         want.len()
@@ -488,22 +488,22 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     // A deletion at the media node also rewrites the versions it already holds.
     let deleted = want2.iter().next().unwrap().clone();
     let out =
-        jingteng_node::forget_here(&social, id, &deleted, jingteng_audience::ForgetKind::Delete)
+        jingteng_node::forget_here(social, id, &deleted, jingteng_audience::ForgetKind::Delete)
             .unwrap();
     assert_eq!(out.removed_from_delivered_versions, 2);
     for v in [1, 2] {
-        let ids = jingteng_node::delivered_ids(&social, id, "hair-care-young", v).unwrap();
+        let ids = jingteng_node::delivered_ids(social, id, "hair-care-young", v).unwrap();
         assert!(!ids.contains(&deleted), "version {v}");
     }
     assert_eq!(
-        jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
+        jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
             .unwrap()
             .len(),
         want.len() - 1
     );
 
     // Only the host delivers to the media node, and it refuses malformed messages.
-    let media = contract::card(&social).unwrap();
+    let media = contract::card(social).unwrap();
     let batch = ActivationBatch {
         header: ActivationHeader {
             collaboration: id.into(),
@@ -517,7 +517,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     };
     let path = format!("/v1/collaborations/{id}/activate");
     let (st, body) = post_to_peer(
-        &brand,
+        brand,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -528,7 +528,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     .unwrap();
     assert_eq!(st, 403, "{}", String::from_utf8_lossy(&body));
     let (st, body) = post_to_peer(
-        &retail,
+        retail,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -541,7 +541,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert!(String::from_utf8_lossy(&body).contains("bad-delivery"));
     // A host's message about another identity table than the one imported: refused.
     let (st, body) = post_to_peer(
-        &retail,
+        retail,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -741,8 +741,8 @@ fn seed_reference(world: &Path, local: &Path) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lookalike_between_nodes_is_its_seed_plus_size_media_users_as_in_local_mode() {
-    // 8,000 people: about 3,000 social users in the seed, within the 2,000–30 M bounds.
-    let net = Net::start(13, "8000", ServeOptions::default()).await;
+    // 6,000 people: about 2,500 social users in the seed, within the 2,000–30 M bounds.
+    let net = Net::start(13, "6000", ServeOptions::default()).await;
     net.run_match().await;
     let id = net.id.as_str();
     let size = 500u64;
