@@ -421,9 +421,13 @@ struct BenchRtaArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
     wrk_threads: u32,
-    /// Server worker threads (0: one per core).
+    /// Server worker threads (0: one per core, or one with --pin).
     #[arg(long, default_value_t = 0)]
     server_threads: usize,
+    /// Keep the server on the first core and wrk on the last, so that neither waits for
+    /// the other's time slice (needs two cores).
+    #[arg(long)]
+    pin: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
