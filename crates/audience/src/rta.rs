@@ -18,6 +18,9 @@
 //!   queries are `400 application/problem+json`, an unknown campaign is `404`.
 //! - [`bench`]: `jingteng bench rta` and `examples/rta_bench.rs`: a synthetic index of
 //!   N users, its build time and memory, in-process lookups, and `wrk` over loopback.
+//! - [`RtaKey`]: in networked mode the media party's secret key, and the device tokens
+//!   (`HMAC-SHA256(key, md5)[..16]`) its ad server sends instead of the MD5, so that
+//!   the advertiser's node answers without learning who its users are.
 //!
 //! The design and the measured figures are in `docs/audiences.md` ("RTA").
 
@@ -25,6 +28,7 @@ pub mod bench;
 mod http;
 mod index;
 mod live;
+mod token;
 
 pub use http::{router, serve};
 pub use index::{
@@ -32,6 +36,7 @@ pub use index::{
     RtaIndex, Tier,
 };
 pub use live::{LiveIndex, Snapshot};
+pub use token::{RTA_KEY_LEN, RtaKey};
 
 /// Errors of building and serving an RTA index.
 #[derive(Debug, thiserror::Error)]

@@ -103,6 +103,9 @@ enum Command {
     ///
     /// Listens on node.toml's `listen` address (loopback by default) and accepts only
     /// peers whose certificate an active (fully signed) contract in the catalog pins.
+    /// With --rta-listen ADDR it also answers the media platform's real-time bid
+    /// requests (`GET /v1/rta?campaign=AUDIENCE&device_md5=TOKEN`, plain HTTP/1.1) from
+    /// the device-token lists of the audiences this node defined (docs/audiences.md).
     Serve(ServeArgs),
     /// Collaboration contracts: publish this node's card, propose, sign, check.
     #[command(subcommand)]
@@ -138,6 +141,40 @@ enum Command {
     /// person out of every audience version delivered to it (a deletion also rewrites
     /// the versions it already holds). See docs/audiences.md.
     Forget(audience::ForgetArgs),
+    /// Real-time bidding (RTA) between nodes: the device tokens a media node's ad
+    /// server sends.
+    #[command(subcommand)]
+    Rta(RtaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RtaCommand {
+    /// Print a device's RTA token at a media node: HMAC-SHA256 of the device's 16-byte
+    /// MD5 under the node's secret RTA key (`secrets/rta.key`, made on first need),
+    /// truncated to 16 bytes, as 32 hex digits. The media platform's ad server sends
+    /// it as `device_md5` in networked mode; use this to check its implementation.
+    Token(RtaTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("device_in").required(true).args(["device_md5", "device"])))]
+struct RtaTokenArgs {
+    /// The media node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The MD5 of the canonical device id, 32 hex digits.
+    #[arg(long, value_name = "HEX")]
+    device_md5: Option<String>,
+    /// A raw device id (with --device-type): canonicalised and hashed as Tencent Ads
+    /// hashes device uploads.
+    #[arg(long, value_name = "RAW", requires = "device_type")]
+    device: Option<String>,
+    /// The raw device id's type: imei, oaid, idfa, caid, mac.
+    #[arg(long, value_name = "TYPE")]
+    device_type: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where a query runs and who asks.
@@ -269,6 +306,12 @@ struct ServeArgs {
     /// The node's data directory.
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
+    /// Also serve the RTA endpoint (plain HTTP/1.1) on this address, e.g.
+    /// 127.0.0.1:7481: one campaign per audience this node defined (campaign id = the
+    /// audience's name), from the device-token lists its activation parties sent;
+    /// updated at once when a list or a suppression arrives.
+    #[arg(long, value_name = "ADDR")]
+    rta_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -505,6 +548,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
         Command::Audience(cmd) => audience::run(cmd),
         Command::Forget(args) => audience::forget(args),
+        Command::Rta(RtaCommand::Token(args)) => node::rta_token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
