@@ -392,8 +392,9 @@ pub(crate) async fn push(
             error: detail.clone(),
             at_ms: crate::audiences::now_ms(),
         };
-        if let Ok(json) = serde_json::to_vec_pretty(&sent) {
-            let _ = write_atomic(&sent_path(node.dir(), &h.collaboration, &h.audience), &json);
+        let path = sent_path(node.dir(), &h.collaboration, &h.audience);
+        if let (Ok(json), Some(parent)) = (serde_json::to_vec_pretty(&sent), path.parent()) {
+            let _ = crate::private_dir(parent).and_then(|()| write_atomic(&path, &json));
         }
     }
     let action = match h.kind {
@@ -599,6 +600,7 @@ pub(crate) fn receive_checked(
     let list_path = root.join(format!("{}.tokens", h.audience));
     let supp_path = root.join(format!("{}.suppressed", h.audience));
     let meta_path = root.join(format!("{}.json", h.audience));
+    crate::private_dir(&root).map_err(|e| internal(&e))?;
     let current = read_list(&list_path).map_err(|e| internal(&e))?;
     let suppressed = read_list(&supp_path).map_err(|e| internal(&e))?;
     let mut supp: BTreeSet<[u8; 16]> = suppressed
