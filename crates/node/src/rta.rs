@@ -608,8 +608,7 @@ pub(crate) fn receive_checked(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let details;
-    match h.kind {
+    let action = match h.kind {
         TokenKind::List => {
             if let Some(c) = &current
                 && c.header.version > h.version
@@ -639,13 +638,13 @@ pub(crate) fn receive_checked(
                 &serde_json::to_vec_pretty(&meta).map_err(|e| internal(&e))?,
             )
             .map_err(|e| internal(&e))?;
-            details = ("rta-tokens-receive", msg.tokens.len());
+            "rta-tokens-receive"
         }
         TokenKind::Suppress => {
             supp.extend(msg.tokens.iter().copied());
-            details = ("rta-suppress-receive", msg.tokens.len());
+            "rta-suppress-receive"
         }
-    }
+    };
     let supp_msg = TokenList {
         header: TokenHeader {
             kind: TokenKind::Suppress,
@@ -677,12 +676,12 @@ pub(crate) fn receive_checked(
     crate::audiences::audit(
         dir,
         &me,
-        details.0,
+        action,
         &h.collaboration,
         serde_json::json!({
             "audience": h.audience,
             "version": h.version,
-            "tokens": details.1,
+            "tokens": msg.tokens.len(),
             "from": from,
         }),
     )?;
