@@ -127,7 +127,9 @@ enum Command {
     /// (charged to PARTY:ANALYST) and, on `deliver`, sends the media node only the rows
     /// of its own identity table, which that node turns into its own user ids under
     /// NODE/audiences/, leaving out the users it recorded with `jingteng forget
-    /// --collab`. See docs/audiences.md.
+    /// --collab`, and sends the audience's owner the version's device tokens (HMAC of
+    /// the device MD5 under its secret key, never ids) for the owner's RTA endpoint
+    /// (`jingteng serve --rta-listen`). See docs/audiences.md.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
     /// Record a person's opt-out or deletion at a party and propagate it.
@@ -139,7 +141,9 @@ enum Command {
     /// the record out (its identifiers are not blinded, its rows are not shared), so the
     /// host's report and joined view no longer hold it; a media node also leaves the
     /// person out of every audience version delivered to it (a deletion also rewrites
-    /// the versions it already holds). See docs/audiences.md.
+    /// the versions it already holds) and sends the person's device token as a
+    /// suppression to the owners of those audiences, whose RTA endpoints say no for it
+    /// at once. See docs/audiences.md.
     Forget(audience::ForgetArgs),
     /// Real-time bidding (RTA) between nodes: the device tokens a media node's ad
     /// server sends.

@@ -11,6 +11,7 @@
 //! DIR/secrets/             mode 0700
 //!     signing.key          Ed25519 signing key (hex), mode 0600
 //!     tls.key.pem          TLS private key, mode 0600
+//!     rta.key              a media node's RTA key (hex), mode 0600, made on first need
 //!     dashboard-operator.token, dashboard-analyst.token
 //!                          the web dashboard's access tokens, mode 0600
 //! ```
