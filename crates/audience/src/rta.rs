@@ -19,6 +19,9 @@
 //!   HTTP/1.1 keep-alive server over `httparse` that allocates nothing per request.
 //! - [`bench`]: `jingteng bench rta` and `examples/rta_bench.rs`: a synthetic index of
 //!   N users, its build time and memory, in-process lookups, and `wrk` over loopback.
+//! - [`RtaKey`]: in networked mode the media party's secret key, and the device tokens
+//!   (`HMAC-SHA256(key, md5)[..16]`) its ad server sends instead of the MD5, so that
+//!   the advertiser's node answers without learning who its users are.
 //!
 //! The design and the measured figures are in `docs/audiences.md` ("RTA").
 
@@ -26,6 +29,7 @@ pub mod bench;
 mod http;
 mod index;
 mod live;
+mod token;
 
 pub use http::{IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD, MAX_HEADERS, serve};
 pub use index::{
@@ -33,6 +37,7 @@ pub use index::{
     RtaIndex, Tier,
 };
 pub use live::{LiveIndex, Snapshot};
+pub use token::{RTA_KEY_LEN, RtaKey};
 
 /// Errors of building and serving an RTA index.
 #[derive(Debug, thiserror::Error)]
