@@ -1,6 +1,6 @@
 //! The RTA benchmark without the rest of Jingteng (so it builds in release in a minute):
 //! `cargo run --release -p jingteng-audience --example rta_bench -- [USERS] [WRK_SECONDS]
-//! [CONNECTIONS] [WRK_THREADS] [SERVER_THREADS] [--json]`. Same figures as
+//! [CONNECTIONS] [WRK_THREADS] [SERVER_THREADS] [--pin] [--json]`. Same figures as
 //! `jingteng bench rta`.
 
 use jingteng_audience::rta::bench::{Config, run};
@@ -8,8 +8,12 @@ use jingteng_audience::rta::bench::{Config, run};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
-    args.retain(|a| a != "--json");
-    let mut config = Config::default();
+    let pin = args.iter().any(|a| a == "--pin");
+    args.retain(|a| a != "--json" && a != "--pin");
+    let mut config = Config {
+        pin,
+        ..Config::default()
+    };
     let num = |i: usize| args.get(i).map(|a| a.parse::<u64>()).transpose();
     if let Some(n) = num(0)? {
         config.users = n;

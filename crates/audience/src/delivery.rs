@@ -526,18 +526,15 @@ pub struct RtaBuild {
     pub without_device: u64,
 }
 
-/// Builds an RTA index of the audiences delivered to `party`, each the latest version
-/// as a campaign of one tier (multiplier 1), keyed by the MD5 of the user's device id
-/// as the media platform sends it; the devices of users who opted out or were deleted
-/// (anywhere in the collaboration) are suppressed. `spec_dir` is where the spec's
-/// paths are relative to (the party's own users file gives each user's device).
-pub fn rta_index(
-    store: &Store,
+/// Each user's device MD5 in `party`'s identity table read from `path` (the spec's
+/// file or the node's import of it): record id → the MD5 of its canonical device id,
+/// as the media platform computes it. Users without a valid device id are left out.
+/// An error if the identity table has no device identifier.
+pub fn device_md5s(
     collab: &Collaboration,
-    spec_dir: &Path,
-    view_dir: &Path,
     party: &str,
-) -> Result<(RtaIndex, RtaBuild)> {
+    path: &Path,
+) -> Result<HashMap<String, DeviceMd5>> {
     let p = collab
         .parties()
         .iter()
@@ -569,8 +566,7 @@ pub fn rta_index(
         _ => None,
     };
     let mut md5_of: HashMap<String, DeviceMd5> = HashMap::new();
-    let path = spec_dir.join(&p.identity.path);
-    let mut reader = jingteng_match::read::ColumnReader::open(&path, &cols)
+    let mut reader = jingteng_match::read::ColumnReader::open(path, &cols)
         .map_err(|e| Error::Engine(jingteng_engine::Error::Match(e)))?;
     while let Some(batch) = reader
         .next_batch()
@@ -594,6 +590,27 @@ pub fn rta_index(
             }
         }
     }
+    Ok(md5_of)
+}
+
+/// Builds an RTA index of the audiences delivered to `party`, each the latest version
+/// as a campaign of one tier (multiplier 1), keyed by the MD5 of the user's device id
+/// as the media platform sends it; the devices of users who opted out or were deleted
+/// (anywhere in the collaboration) are suppressed. `spec_dir` is where the spec's
+/// paths are relative to (the party's own users file gives each user's device).
+pub fn rta_index(
+    store: &Store,
+    collab: &Collaboration,
+    spec_dir: &Path,
+    view_dir: &Path,
+    party: &str,
+) -> Result<(RtaIndex, RtaBuild)> {
+    let p = collab
+        .parties()
+        .iter()
+        .find(|p| p.name == party)
+        .ok_or_else(|| Error::Definition(format!("no party {party:?}")))?;
+    let md5_of = device_md5s(collab, party, &spec_dir.join(&p.identity.path))?;
     let suppressed: Vec<DeviceMd5> = records(view_dir, party)?
         .into_iter()
         .filter(|(_, _, s)| *s)

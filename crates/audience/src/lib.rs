@@ -37,7 +37,8 @@ pub use definition::{
     DEFAULT_MIN_SIZE, Definition, DefinitionFile, LookalikeSection, Refresh, size_class,
 };
 pub use delivery::{
-    DeliveredVersion, Delivery, RtaBuild, Store, VersionRecord, check_consent, deliver, rta_index,
+    DeliveredVersion, Delivery, RtaBuild, Store, VersionRecord, check_consent, deliver,
+    device_md5s, rta_index,
 };
 pub use evaluate::{Evaluation, SEED_BOUNDS, SizeRelease, evaluate, release_size};
 pub use lookalike::{LookalikeReport, LookalikeSettings};

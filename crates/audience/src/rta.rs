@@ -13,11 +13,15 @@
 //! - [`LiveIndex`]: the index being served, swapped atomically on refresh (readers clone
 //!   an `Arc` of a whole [`Snapshot`], never see a half-built one), with an immediate
 //!   [`LiveIndex::forget`] for opt-outs that arrive between two builds.
-//! - [`router`] / [`serve`]: `GET /v1/rta?campaign=C123&device_md5=<32 hex>` →
+//! - [`serve`]: `GET /v1/rta?campaign=C123&device_md5=<32 hex>` →
 //!   `{"bid":true,"multiplier":1.5}` or `{"bid":false,"multiplier":0}`; malformed
-//!   queries are `400 application/problem+json`, an unknown campaign is `404`.
+//!   queries are `400 application/problem+json`, an unknown campaign is `404`. A small
+//!   HTTP/1.1 keep-alive server over `httparse` that allocates nothing per request.
 //! - [`bench`]: `jingteng bench rta` and `examples/rta_bench.rs`: a synthetic index of
 //!   N users, its build time and memory, in-process lookups, and `wrk` over loopback.
+//! - [`RtaKey`]: in networked mode the media party's secret key, and the device tokens
+//!   (`HMAC-SHA256(key, md5)[..16]`) its ad server sends instead of the MD5, so that
+//!   the advertiser's node answers without learning who its users are.
 //!
 //! The design and the measured figures are in `docs/audiences.md` ("RTA").
 
@@ -25,13 +29,15 @@ pub mod bench;
 mod http;
 mod index;
 mod live;
+mod token;
 
-pub use http::{router, serve};
+pub use http::{IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD, MAX_HEADERS, serve};
 pub use index::{
     CampaignList, Decision, DeviceMd5, IndexStats, MAX_CAMPAIGNS, MAX_MULTIPLIER, MAX_TIERS,
     RtaIndex, Tier,
 };
 pub use live::{LiveIndex, Snapshot};
+pub use token::{RTA_KEY_LEN, RtaKey};
 
 /// Errors of building and serving an RTA index.
 #[derive(Debug, thiserror::Error)]

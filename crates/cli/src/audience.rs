@@ -113,8 +113,11 @@ pub(crate) struct DeliverArgs {
     /// The party to deliver to; must be the audience's activation party.
     #[arg(long, value_name = "PARTY")]
     to: Option<String>,
-    /// Also print the RTA index the media party's deliveries make (campaigns, users,
-    /// suppressed devices).
+    /// Also print the RTA index the deliveries make. Local mode: the media party's
+    /// index (campaigns, users, suppressed devices). Networked mode: the token lists
+    /// the node at --dir holds as the audience's owner (the activation party sends the
+    /// owner each version's device tokens on delivery; `jingteng serve --rta-listen`
+    /// answers bid requests from them).
     #[arg(long)]
     rta: bool,
 }
@@ -181,11 +184,15 @@ fn forget_at_node(
         );
     }
     let out = jingteng_node::forget_here(&node, collab, &a.id, kind)?;
+    // The owners of audiences delivered to this node suppress the user's RTA token.
+    let rta = tokio::runtime::Runtime::new()?
+        .block_on(jingteng_node::forget_at_owners(&node, collab, &a.id))?;
     let host = spec.host().unwrap_or("the host").to_string();
     if a.json {
         let v = serde_json::json!({
             "recorded": out.recorded,
             "removed_from_delivered_versions": out.removed_from_delivered_versions,
+            "rta_suppressed_at": rta,
             "collaboration": collab,
             "takes_effect": "at the next networked match",
             "host": host,
@@ -218,6 +225,20 @@ fn forget_at_node(
          --dir HOST` at {host}'s node; every audience version delivered to this node from now \
          on leaves them out"
     );
+    for p in &rta {
+        if p.pushed {
+            println!(
+                "RTA: {} suppressed the user's device token at once (owner of an audience delivered here)",
+                p.owner
+            );
+        } else {
+            eprintln!(
+                "warning: RTA: {} did not receive the suppression: {}",
+                p.owner,
+                p.detail.as_deref().unwrap_or("no reason given")
+            );
+        }
+    }
     Ok(())
 }
 
@@ -544,10 +565,6 @@ async fn show(a: NameArgs) -> anyhow::Result<()> {
 async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
     if let Some(remote) = crate::query::remote(&a.target) {
         let (node, collab) = remote?;
-        anyhow::ensure!(
-            !a.rta,
-            "--rta runs in local mode only (an RTA index from networked deliveries is still to come)"
-        );
         if let Some(to) = &a.to {
             let d = jingteng_node::audience_show(&node, collab, &a.name).await?;
             anyhow::ensure!(
@@ -561,8 +578,22 @@ async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
             analyst: a.target.analyst.clone(),
         };
         let out = jingteng_node::audience_deliver(&node, collab, &a.name, &req).await?;
+        // What this node holds for the audience's RTA campaign, as its owner.
+        let held = if a.rta {
+            Some(
+                jingteng_node::rta_held(&node, collab)?
+                    .into_iter()
+                    .find(|h| h.audience == a.name),
+            )
+        } else {
+            None
+        };
         if a.target.json {
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let mut v = serde_json::to_value(&out)?;
+            if let Some(h) = &held {
+                v["rta_held"] = serde_json::to_value(h)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }
         println!(
@@ -573,6 +604,39 @@ async fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
         print_size(&out.size);
         if let Some(l) = &out.record.lookalike {
             print_lookalike(l);
+        }
+        match &out.rta {
+            Some(p) if p.pushed => println!(
+                "RTA: {} sent the version's device tokens to {}, the audience's owner",
+                out.record.to, p.owner
+            ),
+            Some(p) => eprintln!(
+                "warning: RTA: the version's device tokens did not reach {}: {}",
+                if p.owner.is_empty() {
+                    "the owner"
+                } else {
+                    p.owner.as_str()
+                },
+                p.detail.as_deref().unwrap_or("no reason given")
+            ),
+            None => {}
+        }
+        match held {
+            Some(Some(h)) => println!(
+                "RTA index at {} (campaign {:?}): version {} from {}, {} device tokens, {} suppressed since",
+                node.config().party,
+                h.audience,
+                h.version,
+                h.from,
+                h.tokens,
+                h.suppressed
+            ),
+            Some(None) => println!(
+                "RTA index at {}: no token list for {:?} (only the audience's owner receives one)",
+                node.config().party,
+                a.name
+            ),
+            None => {}
         }
         return Ok(());
     }
@@ -646,12 +710,14 @@ async fn list_remote(a: &ListArgs) -> anyhow::Result<bool> {
     let (node, collab) = remote?;
     let audiences = jingteng_node::audience_list(&node, collab).await?;
     let held = jingteng_node::delivered_here(&node, collab)?;
+    let rta = jingteng_node::rta_held(&node, collab)?;
     if a.target.json {
         let held: Vec<serde_json::Value> = held
             .iter()
             .map(|(name, v)| serde_json::json!({"name": name, "versions": v}))
             .collect();
-        let v = serde_json::json!({"audiences": audiences, "delivered_here": held});
+        let v =
+            serde_json::json!({"audiences": audiences, "delivered_here": held, "rta_held": rta});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(true);
     }
@@ -711,6 +777,25 @@ async fn list_remote(a: &ListArgs) -> anyhow::Result<bool> {
                     v.sha256.chars().take(16).collect(),
                 ]);
             }
+        }
+        println!("{t}");
+    }
+    if !rta.is_empty() {
+        println!(
+            "RTA token lists held by this node as owner ({}; served by `jingteng serve --rta-listen`):",
+            node.config().party
+        );
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["campaign", "from", "version", "tokens", "suppressed"]);
+        for h in &rta {
+            t.add_row([
+                h.audience.clone(),
+                h.from.clone(),
+                h.version.to_string(),
+                h.tokens.to_string(),
+                h.suppressed.to_string(),
+            ]);
         }
         println!("{t}");
     }

@@ -134,6 +134,7 @@ pub(crate) fn rta(args: crate::BenchRtaArgs) -> anyhow::Result<()> {
         wrk_connections: args.connections,
         wrk_threads: args.wrk_threads,
         server_threads: args.server_threads,
+        pin: args.pin,
     };
     let r = jingteng_audience::rta::bench::run(&config)?;
     if args.json {

@@ -107,6 +107,10 @@ enum Command {
     /// At the host of a collaboration it also delivers, every INTERVAL, the audiences
     /// defined with `refresh = "INTERVAL"` (checked every 30 s; see docs/audiences.md),
     /// logging refreshes and failures to stderr.
+    ///
+    /// With --rta-listen ADDR it also answers the media platform's real-time bid
+    /// requests (`GET /v1/rta?campaign=AUDIENCE&device_md5=TOKEN`, plain HTTP/1.1) from
+    /// the device-token lists of the audiences this node defined (docs/audiences.md).
     Serve(ServeArgs),
     /// Collaboration contracts: publish this node's card, propose, sign, check.
     #[command(subcommand)]
@@ -128,7 +132,9 @@ enum Command {
     /// (charged to PARTY:ANALYST) and, on `deliver`, sends the media node only the rows
     /// of its own identity table, which that node turns into its own user ids under
     /// NODE/audiences/, leaving out the users it recorded with `jingteng forget
-    /// --collab`. See docs/audiences.md.
+    /// --collab`, and sends the audience's owner the version's device tokens (HMAC of
+    /// the device MD5 under its secret key, never ids) for the owner's RTA endpoint
+    /// (`jingteng serve --rta-listen`). See docs/audiences.md.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
     /// Record a person's opt-out or deletion at a party and propagate it.
@@ -140,8 +146,44 @@ enum Command {
     /// the record out (its identifiers are not blinded, its rows are not shared), so the
     /// host's report and joined view no longer hold it; a media node also leaves the
     /// person out of every audience version delivered to it (a deletion also rewrites
-    /// the versions it already holds). See docs/audiences.md.
+    /// the versions it already holds) and sends the person's device token as a
+    /// suppression to the owners of those audiences, whose RTA endpoints say no for it
+    /// at once. See docs/audiences.md.
     Forget(audience::ForgetArgs),
+    /// Real-time bidding (RTA) between nodes: the device tokens a media node's ad
+    /// server sends.
+    #[command(subcommand)]
+    Rta(RtaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RtaCommand {
+    /// Print a device's RTA token at a media node: HMAC-SHA256 of the device's 16-byte
+    /// MD5 under the node's secret RTA key (`secrets/rta.key`, made on first need),
+    /// truncated to 16 bytes, as 32 hex digits. The media platform's ad server sends
+    /// it as `device_md5` in networked mode; use this to check its implementation.
+    Token(RtaTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("device_in").required(true).args(["device_md5", "device"])))]
+struct RtaTokenArgs {
+    /// The media node's data directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The MD5 of the canonical device id, 32 hex digits.
+    #[arg(long, value_name = "HEX")]
+    device_md5: Option<String>,
+    /// A raw device id (with --device-type): canonicalised and hashed as Tencent Ads
+    /// hashes device uploads.
+    #[arg(long, value_name = "RAW", requires = "device_type")]
+    device: Option<String>,
+    /// The raw device id's type: imei, oaid, idfa, caid, mac.
+    #[arg(long, value_name = "TYPE")]
+    device_type: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where a query runs and who asks.
@@ -273,6 +315,12 @@ struct ServeArgs {
     /// The node's data directory.
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
+    /// Also serve the RTA endpoint (plain HTTP/1.1) on this address, e.g.
+    /// 127.0.0.1:7481: one campaign per audience this node defined (campaign id = the
+    /// audience's name), from the device-token lists its activation parties sent;
+    /// updated at once when a list or a suppression arrives.
+    #[arg(long, value_name = "ADDR")]
+    rta_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,9 +473,13 @@ struct BenchRtaArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
     wrk_threads: u32,
-    /// Server worker threads (0: one per core).
+    /// Server worker threads (0: one per core, or one with --pin).
     #[arg(long, default_value_t = 0)]
     server_threads: usize,
+    /// Keep the server on the first core and wrk on the last, so that neither waits for
+    /// the other's time slice (needs two cores).
+    #[arg(long)]
+    pin: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -509,6 +561,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Log(args)) => node::audit_log(args),
         Command::Audience(cmd) => audience::run(cmd),
         Command::Forget(args) => audience::forget(args),
+        Command::Rta(RtaCommand::Token(args)) => node::rta_token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -152,7 +152,29 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 jingteng_node::ANALYST_TOKEN_FILE,
             );
         }
-        jingteng_node::serve(&node, listener, shutdown_signal()).await?;
+        let mut options = jingteng_node::ServeOptions::default();
+        let mut rta_server = None;
+        if let Some(rta_addr) = &args.rta_listen {
+            let live = jingteng_node::rta_live_index(&node)?;
+            let rta_listener = tokio::net::TcpListener::bind(rta_addr)
+                .await
+                .with_context(|| format!("listening on {rta_addr} (--rta-listen)"))?;
+            let stats = live.load().index().stats();
+            eprintln!(
+                "RTA on http://{rta_addr}/v1/rta (plain HTTP/1.1): {} campaigns, {} device tokens",
+                stats.campaigns, stats.users
+            );
+            rta_server = Some(tokio::spawn(jingteng_audience::rta::serve(
+                rta_listener,
+                live.clone(),
+                shutdown_signal(),
+            )));
+            options.rta = Some(live);
+        }
+        jingteng_node::serve_with(&node, listener, shutdown_signal(), options).await?;
+        if let Some(s) = rta_server {
+            s.abort();
+        }
         eprintln!("stopped");
         Ok(())
     })
@@ -269,5 +291,32 @@ fn print_status(s: &ContractStatus, json: bool) -> anyhow::Result<()> {
             "not active: nothing runs until every member signs"
         }
     );
+    Ok(())
+}
+
+pub(crate) fn rta_token(args: crate::RtaTokenArgs) -> anyhow::Result<()> {
+    use jingteng_audience::rta::DeviceMd5;
+    let node = NodeDir::open(&args.dir)?;
+    let md5 = match (&args.device_md5, &args.device, &args.device_type) {
+        (Some(hex), _, _) => DeviceMd5::parse_hex(hex.trim())
+            .map_err(|e| anyhow::anyhow!("--device-md5 is not 32 hex digits ({e:?})"))?,
+        (None, Some(raw), Some(kind)) => {
+            let kind = jingteng_psi::DeviceType::parse(kind).ok_or_else(|| {
+                anyhow::anyhow!("--device-type {kind:?} is not one of imei, oaid, idfa, caid, mac")
+            })?;
+            DeviceMd5::of_device(kind, raw)
+                .map_err(|e| anyhow::anyhow!("--device is not a valid device id ({e:?})"))?
+        }
+        _ => anyhow::bail!("give --device-md5 HEX, or --device RAW with --device-type TYPE"),
+    };
+    let token = jingteng_node::rta_token(&node, md5)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"device_md5": md5.to_hex(), "token": token.to_hex()})
+        );
+    } else {
+        println!("{}", token.to_hex());
+    }
     Ok(())
 }

@@ -208,6 +208,67 @@ fn serve(root: &std::path::Path, party: &str) -> std::process::Child {
         .unwrap()
 }
 
+/// `jingteng serve` of `party` that also serves RTA on `rta` (`--rta-listen`).
+fn serve_rta(root: &std::path::Path, party: &str, rta: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args([
+            "serve",
+            "--dir",
+            root.join(party).to_str().unwrap(),
+            "--rta-listen",
+            rta,
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// One RTA request over HTTP/1.1: the JSON answer.
+fn rta_get(addr: &str, campaign: &str, token: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /v1/rta?campaign={campaign}&device_md5={token} HTTP/1.1\r\nHost: rta\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// The media party's users with a device id: user id → (raw device id, its type, MD5),
+/// from its identity table as the spec names it.
+fn social_devices(
+    spec: &str,
+) -> std::collections::HashMap<String, (String, String, jingteng_audience::rta::DeviceMd5)> {
+    use jingteng_engine::datafusion::arrow::array::Array as _;
+    let spec = std::path::Path::new(spec);
+    let collab = jingteng_match::read_spec(spec).unwrap();
+    let party = collab
+        .parties()
+        .iter()
+        .find(|p| p.name == "social")
+        .unwrap();
+    let path = spec.parent().unwrap().join(&party.identity.path);
+    let md5s = jingteng_audience::device_md5s(&collab, "social", &path).unwrap();
+    let cols = ["user_id", "device_id", "device_type"].map(String::from);
+    let mut reader = jingteng_match::read::ColumnReader::open(&path, &cols).unwrap();
+    let mut out = std::collections::HashMap::new();
+    while let Some(b) = reader.next_batch().unwrap() {
+        for i in 0..b[0].len() {
+            let cell = |c: usize| jingteng_match::read::cell(&b[c], i).map(str::to_string);
+            if let (Some(id), Some(raw), Some(kind)) = (cell(0), cell(1), cell(2))
+                && let Some(md5) = md5s.get(&id)
+            {
+                out.insert(id, (raw, kind, *md5));
+            }
+        }
+    }
+    out
+}
+
 /// The match report's overlap against truth.json's linkable figures.
 fn assert_linkable(root: &std::path::Path, report: &serde_json::Value) {
     let truth: serde_json::Value =
@@ -585,12 +646,18 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
     let root = tmp.path();
     let p = |rel: &str| root.join(rel).to_str().unwrap().to_string();
     let spec = three_nodes(root, "tiny", "15");
-    let _servers = Servers(
-        ["social", "retail", "brand"]
-            .iter()
-            .map(|party| serve(root, party))
-            .collect(),
-    );
+    // The brand, the audience's owner, also answers RTA requests.
+    let rta_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rta = format!("127.0.0.1:{rta_port}");
+    let _servers = Servers(vec![
+        serve(root, "social"),
+        serve(root, "retail"),
+        serve_rta(root, "brand", &rta),
+    ]);
     let mut matched = false;
     for _ in 0..100 {
         let o = jingteng(&["match", "--collab", "synth-15", "--dir", &p("retail")]);
@@ -645,11 +712,17 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
 
     let deliver = |n: u32| {
         let o = ok(&[
-            "audience", "deliver", "hair", "--collab", "synth-15", "--dir", &brand, "--json",
+            "audience", "deliver", "hair", "--collab", "synth-15", "--dir", &brand, "--rta",
+            "--json",
         ]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["record"]["version"], n, "{v}");
         assert_eq!(v["record"]["to"], "social");
+        // The media node sent the brand the version's device tokens.
+        assert_eq!(v["rta"]["owner"], "brand", "{v}");
+        assert_eq!(v["rta"]["pushed"], true, "{v}");
+        assert_eq!(v["rta_held"]["version"], n, "{v}");
+        assert_eq!(v["rta_held"]["from"], "social", "{v}");
         let social = jingteng_node::NodeDir::open(&root.join("social")).unwrap();
         jingteng_node::delivered_ids(&social, "synth-15", "hair", n)
             .unwrap()
@@ -677,9 +750,57 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
     assert!(in_local.len() > 20, "{}", in_local.len());
     assert_eq!(networked, in_local);
 
-    // The media node's operator records an opt-out: out of the next version.
-    let gone = networked.iter().next().unwrap().clone();
-    ok(&[
+    // RTA at the brand's `serve --rta-listen`: yes for the token of a delivered user,
+    // computed by `jingteng rta token` from the raw device id or its MD5 alike (and as
+    // the media node's key gives it); no for a user not in the audience.
+    let dev = social_devices(&spec);
+    let token_of = |u: &str| {
+        let (raw, kind, md5) = &dev[u];
+        let by_raw = ok(&[
+            "rta",
+            "token",
+            "--dir",
+            &p("social"),
+            "--device-type",
+            kind,
+            "--device",
+            raw,
+        ]);
+        let by_md5 = ok(&[
+            "rta",
+            "token",
+            "--dir",
+            &p("social"),
+            "--device-md5",
+            &md5.to_hex(),
+        ]);
+        let t = String::from_utf8(by_raw.stdout).unwrap().trim().to_string();
+        assert_eq!(t, String::from_utf8(by_md5.stdout).unwrap().trim());
+        let social = jingteng_node::NodeDir::open(&root.join("social")).unwrap();
+        assert_eq!(t, jingteng_node::rta_token(&social, *md5).unwrap().to_hex());
+        assert_eq!(t.len(), 32);
+        t
+    };
+    let member = networked.iter().find(|u| dev.contains_key(*u)).unwrap();
+    assert_eq!(rta_get(&rta, "hair", &token_of(member))["bid"], true);
+    let members: std::collections::BTreeSet<_> = networked
+        .iter()
+        .filter_map(|u| dev.get(u).map(|d| d.2))
+        .collect();
+    let stranger = dev
+        .iter()
+        .find(|(u, d)| !networked.contains(*u) && !members.contains(&d.2))
+        .unwrap()
+        .0;
+    assert_eq!(rta_get(&rta, "hair", &token_of(stranger))["bid"], false);
+    // The plain MD5 means nothing to the brand.
+    assert_eq!(rta_get(&rta, "hair", &dev[member].2.to_hex())["bid"], false);
+
+    // The media node's operator records an opt-out: out of the next version, and the
+    // brand's RTA endpoint says no for the user's token at once.
+    let gone = member.clone();
+    let gone_token = token_of(&gone);
+    let o = ok(&[
         "forget",
         "--collab",
         "synth-15",
@@ -689,7 +810,11 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
         &gone,
         "--opt-out",
     ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("RTA: brand suppressed"), "{out}");
+    assert_eq!(rta_get(&rta, "hair", &gone_token)["bid"], false);
     let second = deliver(2);
+    assert_eq!(rta_get(&rta, "hair", &gone_token)["bid"], false);
     let mut want = networked.clone();
     want.remove(&gone);
     assert_eq!(second, want);
@@ -706,6 +831,8 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
         "{v}"
     );
     assert_eq!(v["delivered_here"].as_array().unwrap().len(), 0);
+    assert_eq!(v["rta_held"][0]["audience"], "hair", "{v}");
+    assert_eq!(v["rta_held"][0]["version"], 2, "{v}");
     let o = ok(&[
         "audience",
         "list",

@@ -58,7 +58,7 @@ pub fn audiences_dir(dir: &Path, collaboration: &str) -> PathBuf {
     dir.join("audiences").join(hex(&digest[..8]))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -166,6 +166,10 @@ pub struct AudienceDelivered {
     pub record: VersionRecord,
     /// The size as released.
     pub size: SizeRelease,
+    /// Whether the activation party sent the version's device tokens to the audience's
+    /// owner for its RTA index (docs/audiences.md, "RTA between nodes").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rta: Option<crate::rta::RtaPush>,
 }
 
 /// Who defined an audience, and its size as released when it was defined.
@@ -206,6 +210,10 @@ pub struct ActivationHeader {
     pub view: String,
     /// When the host evaluated it, Unix ms.
     pub created_ms: i64,
+    /// The member that defined the audience: the activation party sends it the
+    /// version's device tokens for its RTA index (empty: nobody, as from an older host).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
 /// The host's message to the activation party: the rows of that party's identity
@@ -725,6 +733,9 @@ pub(crate) async fn deliver_locked(
                 .map_err(|_| internal(&"more than 4 billion records"))?,
             view: engine.fingerprint().to_string(),
             created_ms: now,
+            owner: read_owner(&root, name)?
+                .map(|o| o.party)
+                .unwrap_or_default(),
         },
         rows,
     };
@@ -775,7 +786,10 @@ pub(crate) async fn deliver_locked(
     store
         .record_version(name, record.clone())
         .map_err(problem_of)?;
-    Ok(AudienceDelivered { record, size })
+    let rta = serde_json::from_slice::<Activated>(&answer)
+        .ok()
+        .and_then(|a| a.rta);
+    Ok(AudienceDelivered { record, size, rta })
 }
 
 // ---------------------------------------------------------------------------------
@@ -786,6 +800,19 @@ pub(crate) async fn deliver_locked(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Activated {
     pub(crate) version: u32,
+    /// What became of the token list for the owner's RTA index (no count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rta: Option<crate::rta::RtaPush>,
+}
+
+/// What the activation party still has to do after writing a version: send the
+/// owner its tokens, or say why there are none.
+#[derive(Debug)]
+pub(crate) enum RtaPending {
+    /// Send this list to this owner.
+    Send(String, crate::rta::TokenList),
+    /// Nothing to send; the reason.
+    Skip(crate::rta::RtaPush),
 }
 
 /// `POST /v1/collaborations/{id}/activate` at the activation party: turns the host's
@@ -797,7 +824,7 @@ pub(crate) fn activate(
     node: &NodeDir,
     body: &ContractBody,
     batch: ActivationBatch,
-) -> std::result::Result<Activated, Problem> {
+) -> std::result::Result<(Activated, RtaPending), Problem> {
     let h = &batch.header;
     if h.collaboration != body.collaboration {
         return Err((
@@ -912,7 +939,41 @@ pub(crate) fn activate(
             "view": h.view,
         }),
     )?;
-    Ok(Activated { version: h.version })
+    // The version's device tokens, for the owner's RTA index.
+    let pending = if h.owner.is_empty() {
+        RtaPending::Skip(crate::rta::RtaPush {
+            owner: String::new(),
+            pushed: false,
+            detail: Some("the host named no owner: no RTA tokens were sent".into()),
+        })
+    } else {
+        match crate::rta::tokens_of(node, &collab, &identity, &ids) {
+            Ok(tokens) => RtaPending::Send(
+                h.owner.clone(),
+                crate::rta::TokenList {
+                    header: crate::rta::TokenHeader {
+                        collaboration: h.collaboration.clone(),
+                        audience: h.audience.clone(),
+                        version: h.version,
+                        kind: crate::rta::TokenKind::List,
+                    },
+                    tokens,
+                },
+            ),
+            Err(e) => RtaPending::Skip(crate::rta::RtaPush {
+                owner: h.owner.clone(),
+                pushed: false,
+                detail: Some(format!("no RTA tokens: {e}")),
+            }),
+        }
+    };
+    Ok((
+        Activated {
+            version: h.version,
+            rta: None,
+        },
+        pending,
+    ))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1058,6 +1119,7 @@ mod tests {
                 records: 10,
                 view: "r".into(),
                 created_ms: 5,
+                owner: "b".into(),
             },
             rows: vec![1, 3, 9],
         }
@@ -1067,13 +1129,19 @@ mod tests {
     fn the_wire_format_is_pinned() {
         let bytes = sample().encode().unwrap();
         let header =
-            br#"{"collaboration":"c","audience":"a","version":2,"records":10,"view":"r","created_ms":5}"#;
+            br#"{"collaboration":"c","audience":"a","version":2,"records":10,"view":"r","created_ms":5,"owner":"b"}"#;
         let mut want = b"JTAR\x01".to_vec();
         want.extend_from_slice(&(header.len() as u32).to_be_bytes());
         want.extend_from_slice(header);
         want.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 9]);
         assert_eq!(bytes, want);
         assert_eq!(ActivationBatch::decode(&bytes).unwrap(), sample());
+        // Without an owner (an older host), the field is left out and reads as empty.
+        let mut old = sample();
+        old.header.owner.clear();
+        let bytes = old.encode().unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("owner"));
+        assert_eq!(ActivationBatch::decode(&bytes).unwrap(), old);
     }
 
     /// Random corruptions of a valid message (a cheap stand-in for the fuzz target in

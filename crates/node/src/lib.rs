@@ -11,6 +11,7 @@
 //! DIR/secrets/             mode 0700
 //!     signing.key          Ed25519 signing key (hex), mode 0600
 //!     tls.key.pem          TLS private key, mode 0600
+//!     rta.key              a media node's RTA key (hex), mode 0600, made on first need
 //!     dashboard-operator.token, dashboard-analyst.token
 //!                          the web dashboard's access tokens, mode 0600
 //! ```
@@ -27,6 +28,7 @@ mod refresh;
 mod remote;
 mod retry;
 mod rights;
+mod rta;
 mod server;
 mod share;
 mod tls;
@@ -82,11 +84,18 @@ pub use audiences::{
 };
 // Scheduled refresh of audiences at the host (`refresh = "24h"`).
 pub use refresh::RefreshStatus;
+// RTA from networked deliveries: the media node's key and device tokens, its message
+// to the audience's owner (exposed for fuzzing), and the owner's index of what it holds.
 pub use remote::{
     InsightRequest, MeasureRequest, QueryReply, QueryRequest, insight_host, measure_host,
     query_host,
 };
 pub use retry::RetryPolicy;
+pub use rta::{
+    MAX_RTA_TOKENS, RTA_TOKENS_TYPE, RtaHeld, RtaPush, TokenHeader, TokenKind, TokenList,
+    TokenListError, build_index as rta_index_here, forget_at_owners, rta_held, rta_key,
+    rta_live_index, rta_token,
+};
 pub use server::{
     API_VERSION, PSI_BATCH_TYPE, PSI_KEEP_TYPE, ServeOptions, get_from_peer, post_to_peer, serve,
     serve_with, wire_bytes,

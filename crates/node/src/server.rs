@@ -64,6 +64,10 @@ struct AppState {
     stored: Arc<tokio::sync::Mutex<usize>>,
     /// Serialises changes to the audiences this node keeps (definitions, versions).
     audiences: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises changes to the RTA token lists this node keeps as an owner (not the
+    /// lock above: a host delivering holds that one while its activation party sends
+    /// the host, as owner, the tokens).
+    rta: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How a node serves: retries, and how a host watches its runs.
@@ -88,6 +92,10 @@ pub struct ServeOptions {
     /// a test can move its time forward.
     #[doc(hidden)]
     pub refresh_clock_skew_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// The RTA index this node serves (`jingteng serve --rta-listen`), if any: a token
+    /// list or a suppression that arrives updates it at once. Lists are stored either
+    /// way. Default: none.
+    pub rta: Option<Arc<jingteng_audience::rta::LiveIndex>>,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +106,7 @@ impl Default for ServeOptions {
             halt_after_contributions: None,
             refresh_tick: Duration::from_secs(30),
             refresh_clock_skew_ms: Arc::default(),
+            rta: None,
         }
     }
 }
@@ -328,9 +337,105 @@ async fn activate(
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-delivery", &e.to_string()),
     };
     let dir = state.dir.clone();
+    let body = contract.clone();
     let done = tokio::task::spawn_blocking(move || {
         let node = NodeDir::open(&dir).map_err(|e| crate::remote::internal(&e))?;
-        crate::audiences::activate(&node, &contract, batch)
+        crate::audiences::activate(&node, &body, batch)
+    })
+    .await;
+    let (mut reply, pending) = match done {
+        Ok(Ok(x)) => x,
+        Ok(Err((status, code, detail))) => return problem(status, code, &detail),
+        Err(_) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "writing the delivery failed",
+            );
+        }
+    };
+    // The version is written: whatever becomes of the owner's tokens, it stays.
+    reply.rta = Some(match pending {
+        crate::audiences::RtaPending::Skip(p) => p,
+        crate::audiences::RtaPending::Send(owner, msg) => match NodeDir::open(&state.dir) {
+            Ok(node) => {
+                let _own = if owner == state.party {
+                    Some(state.rta.lock().await)
+                } else {
+                    None
+                };
+                crate::rta::push(
+                    &node,
+                    &contract,
+                    &owner,
+                    &msg,
+                    state.options.rta.as_deref(),
+                    &state.halt,
+                )
+                .await
+            }
+            Err(e) => crate::rta::RtaPush {
+                owner,
+                pushed: false,
+                detail: Some(e.to_string()),
+            },
+        },
+    });
+    Json(reply).into_response()
+}
+
+/// The activation party of an audience this node defined sends it the device tokens of
+/// a delivered version (or a suppression): checked (the sender must be the audience's
+/// activation party, this node its owner, the message well formed), stored, and
+/// applied to the RTA index this node serves.
+async fn receive_tokens(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((id, audience)): axum::extract::Path<(String, String)>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = running(&state) {
+        return r;
+    }
+    let contract = match member_check(&state, &id, &peer) {
+        Ok(b) => b.clone(),
+        Err(r) => return r,
+    };
+    let msg = match crate::rta::TokenList::decode(&body) {
+        Ok(m) => m,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-tokens", &e.to_string()),
+    };
+    if msg.header.collaboration != id
+        || msg.header.audience != audience
+        || !crate::audiences::valid_name(&audience)
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-tokens",
+            "the message is about another collaboration or audience than its path",
+        );
+    }
+    let node = match NodeDir::open(&state.dir) {
+        Ok(n) => n,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    };
+    if let Err((status, code, detail)) =
+        crate::rta::check_sender(&node, &contract, &audience, &peer.0).await
+    {
+        return problem(status, code, &detail);
+    }
+    let _guard = state.rta.lock().await;
+    let dir = state.dir.clone();
+    let live = state.options.rta.clone();
+    let from = peer.0.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::rta::receive_checked(&dir, &msg, &from, live.as_deref())
     })
     .await;
     match done {
@@ -339,7 +444,7 @@ async fn activate(
         Err(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "writing the delivery failed",
+            "storing the token list failed",
         ),
     }
 }
@@ -453,6 +558,12 @@ fn router(state: AppState) -> Router {
             "/v1/collaborations/{id}/activate",
             axum::routing::post(activate).layer(axum::extract::DefaultBodyLimit::max(
                 crate::audiences::MAX_ACTIVATION_BYTES,
+            )),
+        )
+        .route(
+            "/v1/collaborations/{id}/rta/{audience}",
+            axum::routing::post(receive_tokens).layer(axum::extract::DefaultBodyLimit::max(
+                crate::rta::MAX_RTA_TOKENS_BYTES,
             )),
         )
         .route(
@@ -1590,6 +1701,7 @@ pub async fn serve_with(
         halt: halt.clone(),
         stored: Arc::default(),
         audiences: Arc::default(),
+        rta: Arc::default(),
     };
     resume_runs(&state, node)?;
     // The web dashboard, when node.toml sets its address (docs/dashboard.md).

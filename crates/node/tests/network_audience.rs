@@ -7,6 +7,12 @@
 //! refresh interval is delivered again by the host's scheduler on its own, and a
 //! failing refresh is retried without hurting the host. A look-alike audience between
 //! nodes is its seed plus exactly `size` media users, the same set as local mode's.
+//!
+//! RTA between nodes: on delivery the media node sends the brand (the audience's owner)
+//! the device tokens of the version's users; the brand's RTA index, in process and
+//! over HTTP, bids for exactly those tokens; a forget at the media node suppresses the
+//! user's token at once and in later versions; forged and malformed token messages are
+//! refused with typed errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -16,12 +22,78 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use jingteng_audience::rta::{DeviceMd5, LiveIndex, RtaKey};
 use jingteng_node::contract;
 use jingteng_node::{
     ActivationBatch, ActivationHeader, CreateAudience, DeliverAudience, NodeDir, RetryPolicy,
-    RunStatus, ServeOptions, get_from_peer, import, init, post_to_peer, serve_with,
+    RunStatus, ServeOptions, TokenHeader, TokenKind, TokenList, get_from_peer, import, init,
+    post_to_peer, serve_with,
 };
 use tokio::net::TcpListener;
+
+
+const AUDIENCE: &str = "hair-care-young";
+
+/// The social users' device MD5s (those with a valid device id), from the raw file.
+fn devices(world: &Path) -> HashMap<String, DeviceMd5> {
+    csv(world, "social/users.csv")
+        .iter()
+        .filter_map(|u| {
+            let kind = jingteng_psi::DeviceType::parse(&u["device_type"])?;
+            let md5 = DeviceMd5::of_device(kind, &u["device_id"]).ok()?;
+            Some((u["user_id"].clone(), md5))
+        })
+        .collect()
+}
+
+/// Whether the owner's live index bids for `token` on the audience's campaign.
+fn bids(live: &LiveIndex, token: DeviceMd5) -> bool {
+    live.load().decide(AUDIENCE, token).unwrap().bid()
+}
+
+/// One RTA request over HTTP/1.1 to `addr`: the JSON answer.
+async fn rta_get(addr: std::net::SocketAddr, token: DeviceMd5) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /v1/rta?campaign={AUDIENCE}&device_md5={} HTTP/1.1\r\nHost: rta\r\nConnection: close\r\n\r\n",
+        token.to_hex()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// Posts a token message to `to`'s RTA endpoint as `from`: status and problem code.
+async fn post_tokens(
+    from: &NodeDir,
+    to: &NodeDir,
+    id: &str,
+    path_audience: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let card = contract::card(to).unwrap();
+    let (st, answer) = post_to_peer(
+        from,
+        &card.endpoint,
+        &card.cert_sha256,
+        &format!("/v1/collaborations/{id}/rta/{path_audience}"),
+        jingteng_node::RTA_TOKENS_TYPE,
+        body,
+    )
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let code = v["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("urn:jingteng:error:")
+        .to_string();
+    (st, code)
+}
 
 fn import_all(n: &NodeDir, spec: &Path) {
     let collab = jingteng_match::read_spec(spec).unwrap();
@@ -337,27 +409,121 @@ impl Net {
     }
 }
 
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_ids() {
-    let net = Net::start(11, "tiny", ServeOptions::default()).await;
-    let (social, retail, brand) = (&net.social, &net.retail, &net.brand);
-    let (world, id) = (&net.world, net.id.as_str());
+    let tmp = tempfile::tempdir().unwrap();
+    let world = tmp.path().join("world");
+    let config = jingteng_synth::Config {
+        seed: 11,
+        scale: "tiny".parse().unwrap(),
+        force: false,
+        media: 1,
+    };
+    jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
+    let spec = world.join("collab.toml");
+    let id = "synth-11";
+
+    let (social, l_social) = node(tmp.path(), "social").await;
+    let (retail, l_retail) = node(tmp.path(), "retail").await;
+    let (brand, l_brand) = node(tmp.path(), "brand").await;
+    let cards = vec![
+        contract::card(&social).unwrap(),
+        contract::card(&brand).unwrap(),
+    ];
+    let mut c = contract::propose(&retail, &spec, cards).unwrap();
+    contract::sign(&social, &mut c).unwrap();
+    let status = contract::sign(&brand, &mut c).unwrap();
+    for n in [&social, &retail, &brand] {
+        contract::record(n, &c, &status, "activate").unwrap();
+        import_all(n, &spec);
+    }
+    // The brand serves an RTA index of the token lists it receives, over HTTP too.
+    let live = jingteng_node::rta_live_index(&brand).unwrap();
+    let rta_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rta_addr = rta_listener.local_addr().unwrap();
+    let (rta_stop, rta_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rta_server = tokio::spawn(jingteng_audience::rta::serve(
+        rta_listener,
+        live.clone(),
+        async {
+            let _ = rta_stopped.await;
+        },
+    ));
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for (party, listener) in [
+        ("social", l_social),
+        ("retail", l_retail),
+        ("brand", l_brand),
+    ] {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir = tmp.path().join(party);
+        stops.push(stop);
+        let mut options = ServeOptions::default();
+        if party == "brand" {
+            options.rta = Some(live.clone());
+        }
+        servers.push(tokio::spawn(async move {
+            let n = NodeDir::open(&dir).unwrap();
+            serve_with(
+                &n,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                options,
+            )
+            .await
+        }));
+    }
 
     // Before any match the host has no view to evaluate on.
     let req = CreateAudience {
         definition: definition("hair-care-young", 1),
         analyst: "alice".into(),
     };
-    match jingteng_node::audience_create(brand, id, &req).await {
+    match jingteng_node::audience_create(&brand, id, &req).await {
         Err(jingteng_node::Error::Remote { code, .. }) => assert_eq!(code, "no-view"),
         other => panic!("{other:?}"),
     }
 
-    net.run_match().await;
+    // The match, at the host.
+    let host = contract::card(&retail).unwrap();
+    let (st, body) = post_to_peer(
+        &retail,
+        &host.endpoint,
+        &host.cert_sha256,
+        &format!("/v1/collaborations/{id}/match"),
+        "application/json",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
+    let run = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/collaborations/{id}/match/{run}");
+    let mut done = false;
+    for _ in 0..600 {
+        let (_, body) = get_from_peer(&retail, &host.endpoint, &host.cert_sha256, &path)
+            .await
+            .unwrap();
+        let s: RunStatus = serde_json::from_slice(&body).unwrap();
+        assert!(s.error.is_none(), "{:?}", s.error);
+        if s.state == "done" {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(done, "the match finished");
 
     // The brand defines the audience at the host: only its size comes back, under DP,
     // charged to brand:alice.
-    let created = jingteng_node::audience_create(brand, id, &req)
+    let created = jingteng_node::audience_create(&brand, id, &req)
         .await
         .unwrap();
     assert_eq!(
@@ -373,7 +539,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         definition: definition("too-small", 1_000_000),
         analyst: "alice".into(),
     };
-    let too_small = match jingteng_node::audience_create(brand, id, &small).await {
+    let too_small = match jingteng_node::audience_create(&brand, id, &small).await {
         Err(jingteng_node::Error::Remote { code, detail, .. }) => {
             assert_eq!(code, "audience-too-small");
             assert!(detail.contains("fewer than 1,000,000"), "{detail}");
@@ -385,7 +551,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     let mut bad = definition("by-phone", 1);
     bad.include = vec!["social.users.phone_md5 = 'x'".into()];
     match jingteng_node::audience_create(
-        brand,
+        &brand,
         id,
         &CreateAudience {
             definition: bad,
@@ -401,7 +567,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         other => panic!("{other:?}"),
     }
     // Another member cannot take over the brand's audience.
-    match jingteng_node::audience_create(social, id, &req).await {
+    match jingteng_node::audience_create(&social, id, &req).await {
         Err(jingteng_node::Error::Remote { code, .. }) => assert_eq!(code, "not-the-owner"),
         other => panic!("{other:?}"),
     }
@@ -410,7 +576,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     let deliver = DeliverAudience {
         analyst: "alice".into(),
     };
-    let d1 = jingteng_node::audience_deliver(brand, id, "hair-care-young", &deliver)
+    let d1 = jingteng_node::audience_deliver(&brand, id, "hair-care-young", &deliver)
         .await
         .unwrap();
     assert_eq!((d1.record.version, d1.record.to.as_str()), (1, "social"));
@@ -419,23 +585,111 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         "{}",
         d1.record.file
     );
-    let got: BTreeSet<String> = jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
+    let got: BTreeSet<String> = jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
         .unwrap()
         .into_iter()
         .collect();
-    let local = net.local_view().await;
-    let want = reference(world, &local);
+    let local = tmp.path().join("local");
+    jingteng_engine::view::build_local(&spec, &local, std::sync::Arc::new(|_: &str, _: u64| {}))
+        .await
+        .unwrap();
+    let want = reference(&world, &local);
     assert!(want.len() > 20, "a meaningful audience: {}", want.len());
     assert_eq!(got, want);
     // The refusal of the same rules under a higher minimum did not say this size.
     assert!(!too_small.contains(&want.len().to_string()), "{too_small}");
-    let held = jingteng_node::delivered_here(social, id).unwrap();
+    let held = jingteng_node::delivered_here(&social, id).unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].1[0].users, want.len() as u64);
 
-    // Nothing row-level anywhere else: the brand holds no audience files, and the host
-    // holds only the definition, its owner and the versions (sizes released, no ids).
-    assert!(files_under(&jingteng_node::audiences_dir(brand.dir(), id)).is_empty());
+    // RTA: the media node sent the brand, the audience's owner, the version's device
+    // tokens; the brand's index bids for exactly the audience's users with a device id.
+    assert_eq!(
+        d1.rta,
+        Some(jingteng_node::RtaPush {
+            owner: "brand".into(),
+            pushed: true,
+            detail: None
+        })
+    );
+    let dev = devices(&world);
+    let token = |u: &str| jingteng_node::rta_token(&social, dev[u]).unwrap();
+    let in_audience: Vec<&String> = want.iter().filter(|u| dev.contains_key(*u)).collect();
+    // Users not in the audience, on a device none of its users has (a device may be
+    // shared: RTA decides per device).
+    let audience_devices: HashSet<DeviceMd5> = in_audience.iter().map(|u| dev[*u]).collect();
+    let strangers: Vec<&String> = dev
+        .iter()
+        .filter(|(u, m)| !want.contains(*u) && !audience_devices.contains(*m))
+        .map(|(u, _)| u)
+        .collect();
+    assert!(in_audience.len() > 10 && strangers.len() > 10);
+    for u in &in_audience {
+        assert!(bids(&live, token(u)), "a user of the audience");
+        // The MD5 itself means nothing to the owner: only the token does.
+        assert!(!bids(&live, dev[*u]));
+    }
+    for u in &strangers {
+        assert!(!bids(&live, token(u)), "a user not in the audience");
+    }
+    let answer = rta_get(rta_addr, token(in_audience[0])).await;
+    assert_eq!(answer, serde_json::json!({"bid": true, "multiplier": 1.0}));
+    let answer = rta_get(rta_addr, token(strangers[0])).await;
+    assert_eq!(answer, serde_json::json!({"bid": false, "multiplier": 0}));
+    // The token is HMAC-SHA256 of the MD5 under the media node's own key (secrets/,
+    // mode 0600), truncated to 16 bytes.
+    let key_path = social.dir().join("secrets/rta.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let hex = std::fs::read_to_string(&key_path).unwrap();
+    let key: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&hex.trim()[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let u = in_audience[0];
+    assert_eq!(RtaKey::from_bytes(key).token(dev[u]), token(u));
+    // What the brand holds: one list, from social, counts only; nobody else holds one.
+    let held_rta = jingteng_node::rta_held(&brand, id).unwrap();
+    assert_eq!(held_rta.len(), 1);
+    assert_eq!(
+        (
+            held_rta[0].audience.as_str(),
+            held_rta[0].from.as_str(),
+            held_rta[0].version,
+            held_rta[0].tokens,
+            held_rta[0].suppressed
+        ),
+        (AUDIENCE, "social", 1, audience_devices.len() as u64, 0)
+    );
+    assert!(jingteng_node::rta_held(&retail, id).unwrap().is_empty());
+    assert!(jingteng_node::rta_held(&social, id).unwrap().is_empty());
+
+    // Nothing row-level anywhere else: the brand holds only the RTA token list (no ids),
+    // and the host only the definition, its owner and the versions (sizes released, no
+    // ids).
+    let at_brand = files_under(&jingteng_node::audiences_dir(brand.dir(), id));
+    let mut names: Vec<String> = at_brand
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "hair-care-young.json",
+            "hair-care-young.suppressed",
+            "hair-care-young.tokens"
+        ]
+    );
+    for f in &at_brand {
+        let bytes = std::fs::read(f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(want.iter().all(|u| !text.contains(u.as_str())));
+    }
     let at_host: Vec<String> = files_under(&jingteng_node::audiences_dir(retail.dir(), id))
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
@@ -451,26 +705,124 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert!(want.iter().all(|u| !versions.contains(u.as_str())));
 
     // Members list and show the audience through the host.
-    let listed = jingteng_node::audience_list(social, id).await.unwrap();
+    let listed = jingteng_node::audience_list(&social, id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].versions.len(), 1);
-    let shown = jingteng_node::audience_show(brand, id, "hair-care-young")
+    let shown = jingteng_node::audience_show(&brand, id, "hair-care-young")
         .await
         .unwrap();
     assert_eq!(shown.definition.include.len(), 2);
 
-    // A user opts out at the media node: out of the next version.
-    let gone = want.iter().next().unwrap().clone();
-    social
-        .catalog()
-        .unwrap()
-        .record_forget(id, "social", &gone, "opt-out")
+    // A user opts out at the media node: the owner suppresses their token at once (and
+    // keeps it suppressed across a rebuild, as after a restart), and the next version
+    // leaves them out.
+    let gone = in_audience
+        .iter()
+        .find(|u| dev.values().filter(|m| **m == dev[**u]).count() == 1)
+        .map(|u| u.to_string())
         .unwrap();
-    let d2 = jingteng_node::audience_deliver(brand, id, "hair-care-young", &deliver)
+    let gone_token = token(&gone);
+    let other = in_audience
+        .iter()
+        .find(|u| dev[**u] != dev[&gone])
+        .unwrap()
+        .to_string();
+    jingteng_node::forget_here(&social, id, &gone, jingteng_audience::ForgetKind::OptOut).unwrap();
+    let pushed = jingteng_node::forget_at_owners(&social, id, &gone)
+        .await
+        .unwrap();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(
+        (pushed[0].owner.as_str(), pushed[0].pushed),
+        ("brand", true)
+    );
+    assert!(!bids(&live, gone_token));
+    assert!(bids(&live, token(&other)));
+    let answer = rta_get(rta_addr, gone_token).await;
+    assert_eq!(answer["bid"], false);
+    let rebuilt = jingteng_node::rta_live_index(&brand).unwrap();
+    assert!(!bids(&rebuilt, gone_token));
+    assert!(bids(&rebuilt, token(&other)));
+    assert_eq!(
+        jingteng_node::rta_held(&brand, id).unwrap()[0].suppressed,
+        1
+    );
+    let d2 = jingteng_node::audience_deliver(&brand, id, "hair-care-young", &deliver)
         .await
         .unwrap();
     assert_eq!(d2.record.version, 2);
-    let got2: BTreeSet<String> = jingteng_node::delivered_ids(social, id, "hair-care-young", 2)
+    assert!(d2.rta.as_ref().unwrap().pushed);
+    // The new list leaves the user out: still no, and no suppression needed any more.
+    assert!(!bids(&live, gone_token));
+    assert!(!bids(
+        &jingteng_node::rta_live_index(&brand).unwrap(),
+        gone_token
+    ));
+    let held2 = jingteng_node::rta_held(&brand, id).unwrap();
+    assert_eq!(
+        (held2[0].version, held2[0].tokens, held2[0].suppressed),
+        (2, audience_devices.len() as u64 - 1, 0)
+    );
+    for u in in_audience.iter().filter(|u| **u != &gone) {
+        assert!(bids(&live, token(u)));
+    }
+
+    // Token messages the brand refuses, each with a typed error, leaving its index as
+    // it was: from a member that is not the audience's activation party; to a node that
+    // is not its owner; malformed, truncated, over the bounds, unsorted, stale, or
+    // about another audience than its path.
+    let list = |version: u32, tokens: Vec<[u8; 16]>| TokenList {
+        header: TokenHeader {
+            collaboration: id.into(),
+            audience: AUDIENCE.into(),
+            version,
+            kind: TokenKind::List,
+        },
+        tokens,
+    };
+    let forged = list(9, vec![gone_token.to_bytes()]).encode().unwrap();
+    assert_eq!(
+        post_tokens(&retail, &brand, id, AUDIENCE, forged.clone()).await,
+        (403, "not-the-activation-party".to_string())
+    );
+    assert_eq!(
+        post_tokens(&social, &retail, id, AUDIENCE, forged.clone()).await,
+        (403, "not-the-owner".to_string())
+    );
+    assert_eq!(
+        post_tokens(&social, &brand, id, "other", forged.clone()).await,
+        (400, "bad-tokens".to_string())
+    );
+    assert_eq!(
+        post_tokens(
+            &social,
+            &brand,
+            id,
+            AUDIENCE,
+            forged[..forged.len() - 3].to_vec()
+        )
+        .await,
+        (400, "bad-tokens".to_string())
+    );
+    let mut oversized = forged[..forged.len() - 20].to_vec();
+    oversized.extend_from_slice(&(jingteng_node::MAX_RTA_TOKENS as u32 + 1).to_be_bytes());
+    assert_eq!(
+        post_tokens(&social, &brand, id, AUDIENCE, oversized).await,
+        (400, "bad-tokens".to_string())
+    );
+    let unsorted = list(9, vec![[2; 16], [1; 16]]).encode().unwrap();
+    assert_eq!(
+        post_tokens(&social, &brand, id, AUDIENCE, unsorted).await,
+        (400, "bad-tokens".to_string())
+    );
+    let stale = list(1, vec![gone_token.to_bytes()]).encode().unwrap();
+    assert_eq!(
+        post_tokens(&social, &brand, id, AUDIENCE, stale).await,
+        (409, "stale-tokens".to_string())
+    );
+    assert!(!bids(&live, gone_token));
+    assert_eq!(jingteng_node::rta_held(&brand, id).unwrap(), held2);
+    let got2: BTreeSet<String> = jingteng_node::delivered_ids(&social, id, "hair-care-young", 2)
         .unwrap()
         .into_iter()
         .collect();
@@ -479,7 +831,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert_eq!(got2, want2);
     // Version 1 is kept as delivered.
     assert_eq!(
-        jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
+        jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
             .unwrap()
             .len(),
         want.len()
@@ -488,22 +840,22 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     // A deletion at the media node also rewrites the versions it already holds.
     let deleted = want2.iter().next().unwrap().clone();
     let out =
-        jingteng_node::forget_here(social, id, &deleted, jingteng_audience::ForgetKind::Delete)
+        jingteng_node::forget_here(&social, id, &deleted, jingteng_audience::ForgetKind::Delete)
             .unwrap();
     assert_eq!(out.removed_from_delivered_versions, 2);
     for v in [1, 2] {
-        let ids = jingteng_node::delivered_ids(social, id, "hair-care-young", v).unwrap();
+        let ids = jingteng_node::delivered_ids(&social, id, "hair-care-young", v).unwrap();
         assert!(!ids.contains(&deleted), "version {v}");
     }
     assert_eq!(
-        jingteng_node::delivered_ids(social, id, "hair-care-young", 1)
+        jingteng_node::delivered_ids(&social, id, "hair-care-young", 1)
             .unwrap()
             .len(),
         want.len() - 1
     );
 
     // Only the host delivers to the media node, and it refuses malformed messages.
-    let media = contract::card(social).unwrap();
+    let media = contract::card(&social).unwrap();
     let batch = ActivationBatch {
         header: ActivationHeader {
             collaboration: id.into(),
@@ -512,12 +864,13 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
             records: 10,
             view: "x".into(),
             created_ms: 0,
+            owner: "brand".into(),
         },
         rows: vec![1, 2],
     };
     let path = format!("/v1/collaborations/{id}/activate");
     let (st, body) = post_to_peer(
-        brand,
+        &brand,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -528,7 +881,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     .unwrap();
     assert_eq!(st, 403, "{}", String::from_utf8_lossy(&body));
     let (st, body) = post_to_peer(
-        retail,
+        &retail,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -541,7 +894,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert!(String::from_utf8_lossy(&body).contains("bad-delivery"));
     // A host's message about another identity table than the one imported: refused.
     let (st, body) = post_to_peer(
-        retail,
+        &retail,
         &media.endpoint,
         &media.cert_sha256,
         &path,
@@ -568,9 +921,57 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         .collect();
     assert_eq!(received.len(), 2);
     assert!(received.iter().all(|e| !e.details.contains(&gone)));
+    // RTA steps audited at both ends, counts and names only (no ids, no tokens).
+    let brand_log = brand.catalog().unwrap().audit_entries().unwrap();
+    let count = |log: &[jingteng_catalog::AuditEntry], action: &str| {
+        log.iter().filter(|e| e.action == action).count()
+    };
+    assert_eq!(count(&media_log, "rta-tokens-send"), 2);
+    assert_eq!(count(&media_log, "rta-suppress-send"), 1);
+    assert_eq!(count(&brand_log, "rta-tokens-receive"), 2);
+    assert_eq!(count(&brand_log, "rta-suppress-receive"), 1);
+    for e in media_log.iter().chain(&brand_log) {
+        assert!(!e.details.contains(&gone));
+        assert!(!e.details.contains(&gone_token.to_hex()));
+    }
 
-    net.shutdown().await;
+    // The owner unreachable: the delivery still succeeds, the push is reported (and
+    // audited); the next delivery sends the full list again.
+    stops.pop().unwrap().send(()).unwrap();
+    servers.pop().unwrap().await.unwrap().unwrap();
+    let d3 = jingteng_node::audience_deliver(&brand, id, AUDIENCE, &deliver)
+        .await
+        .unwrap();
+    assert_eq!(d3.record.version, 3);
+    let push = d3.rta.unwrap();
+    assert_eq!((push.owner.as_str(), push.pushed), ("brand", false));
+    assert!(
+        push.detail.as_deref().unwrap().contains("next delivery"),
+        "{push:?}"
+    );
+    let media_log = social.catalog().unwrap().audit_entries().unwrap();
+    let last = media_log
+        .iter()
+        .rfind(|e| e.action == "rta-tokens-send")
+        .unwrap();
+    assert!(
+        last.details.contains("\"pushed\":false"),
+        "{}",
+        last.details
+    );
+    // The brand's index still holds version 2.
+    assert_eq!(jingteng_node::rta_held(&brand, id).unwrap()[0].version, 2);
+    rta_stop.send(()).unwrap();
+    rta_server.await.unwrap().unwrap();
+
+    for s in stops {
+        s.send(()).unwrap();
+    }
+    for s in servers {
+        s.await.unwrap().unwrap();
+    }
 }
+
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
 async fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {

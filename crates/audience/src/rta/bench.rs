@@ -30,8 +30,12 @@ pub struct Config {
     pub wrk_connections: u32,
     /// `wrk` threads.
     pub wrk_threads: u32,
-    /// Server worker threads (0: one per core).
+    /// Server worker threads (0: one per core, or one when pinned).
     pub server_threads: usize,
+    /// Keep the server and `wrk` on separate cores (the server's threads on the first,
+    /// `wrk` on the last), so that neither waits for the other's time slice. Needs two
+    /// cores; ignored (with a note) on one.
+    pub pin: bool,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             wrk_connections: 32,
             wrk_threads: 1,
             server_threads: 0,
+            pin: false,
         }
     }
 }
@@ -112,6 +117,29 @@ pub struct RtaBench {
     pub wrk_note: Option<String>,
     /// Server worker threads.
     pub server_threads: usize,
+    /// The cores the server and `wrk` were pinned to, if they were.
+    pub pinned: Option<Pinned>,
+}
+
+/// Where the server and `wrk` ran.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Pinned {
+    /// The server's core.
+    pub server_core: usize,
+    /// `wrk`'s core.
+    pub wrk_core: usize,
+}
+
+/// The first and last cores, when there are two or more to pin to.
+fn pin_cores(pin: bool) -> Option<(core_affinity::CoreId, core_affinity::CoreId)> {
+    if !pin {
+        return None;
+    }
+    let cores = core_affinity::get_core_ids()?;
+    match (cores.first(), cores.last()) {
+        (Some(&first), Some(&last)) if cores.len() >= 2 => Some((first, last)),
+        _ => None,
+    }
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -254,10 +282,11 @@ pub fn run(config: &Config) -> Result<RtaBench> {
     }
     let lookup_seconds = started.elapsed().as_secs_f64().max(1e-9);
 
-    let server_threads = if config.server_threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        config.server_threads
+    let cores = pin_cores(config.pin);
+    let server_threads = match (config.server_threads, cores) {
+        (0, Some(_)) => 1,
+        (0, None) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        (n, _) => n,
     };
     let (wrk, wrk_note) = if config.wrk_seconds == 0 {
         (None, Some("not run (--wrk-seconds 0)".to_string()))
@@ -274,6 +303,7 @@ pub fn run(config: &Config) -> Result<RtaBench> {
                     Arc::clone(&live),
                     &queries,
                     server_threads,
+                    cores,
                 )?),
                 None,
             ),
@@ -296,8 +326,15 @@ pub fn run(config: &Config) -> Result<RtaBench> {
         lookup_ns: lookup_seconds * 1e9 / samples as f64,
         lookups_per_second: samples as f64 / lookup_seconds,
         wrk,
-        wrk_note,
+        wrk_note: match (&wrk_note, config.pin && cores.is_none()) {
+            (None, true) => Some("not pinned: fewer than two cores to pin to".to_string()),
+            _ => wrk_note,
+        },
         server_threads,
+        pinned: cores.map(|(s, w)| Pinned {
+            server_core: s.id,
+            wrk_core: w.id,
+        }),
     })
 }
 
@@ -343,6 +380,7 @@ fn http(
     live: Arc<LiveIndex>,
     queries: &[(String, DeviceMd5)],
     server_threads: usize,
+    cores: Option<(core_affinity::CoreId, core_affinity::CoreId)>,
 ) -> Result<WrkFigures> {
     let dir = std::env::temp_dir().join(format!("jingteng-rta-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(io_err("creating the wrk directory"))?;
@@ -358,6 +396,11 @@ fn http(
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(server_threads.max(1))
+        .on_thread_start(move || {
+            if let Some((server, _)) = cores {
+                core_affinity::set_for_current(server);
+            }
+        })
         .enable_all()
         .build()
         .map_err(io_err("starting the server runtime"))?;
@@ -374,18 +417,29 @@ fn http(
 
     let load = load_average();
     let cpu_before = cpu_seconds();
-    let output = Command::new(wrk)
-        .arg(format!("-t{}", config.wrk_threads.max(1)))
-        .arg(format!("-c{}", config.wrk_connections.max(1)))
-        .arg(format!("-d{}s", config.wrk_seconds))
-        .arg("--latency")
-        .arg("-s")
-        .arg(&script_file)
-        .arg(format!("http://{addr}"))
-        .arg("--")
-        .arg(&paths_file)
-        .output()
-        .map_err(io_err("running wrk"));
+    // A child process inherits the affinity of the thread that starts it.
+    let output = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some((_, wrk_core)) = cores {
+                    core_affinity::set_for_current(wrk_core);
+                }
+                Command::new(wrk)
+                    .arg(format!("-t{}", config.wrk_threads.max(1)))
+                    .arg(format!("-c{}", config.wrk_connections.max(1)))
+                    .arg(format!("-d{}s", config.wrk_seconds))
+                    .arg("--latency")
+                    .arg("-s")
+                    .arg(&script_file)
+                    .arg(format!("http://{addr}"))
+                    .arg("--")
+                    .arg(&paths_file)
+                    .output()
+            })
+            .join()
+    })
+    .map_err(|_| Error::Bench("the thread running wrk panicked".into()))?
+    .map_err(io_err("running wrk"));
     let cpu_after = cpu_seconds();
     let _ = stop.send(());
     let served =
@@ -539,6 +593,13 @@ impl fmt::Display for RtaBench {
                     writeln!(
                         f,
                         "                       CPU per decision: server {s:.1} µs, wrk {c:.1} µs",
+                    )?;
+                }
+                if let Some(p) = self.pinned {
+                    writeln!(
+                        f,
+                        "                       pinned: server on core {}, wrk on core {}",
+                        p.server_core, p.wrk_core
                     )?;
                 }
                 if let Some(l) = w.load_average {

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use jingteng_psi::normalize::{canonical, normalize};
 use jingteng_psi::{DeviceType, DigestKind, Form, IdType, Normalized, Reject};
 use rayon::slice::ParallelSliceMut as _;
@@ -124,7 +123,7 @@ impl CampaignList {
 #[derive(Debug)]
 struct Answer {
     multiplier: Option<f64>,
-    body: Bytes,
+    body: Box<[u8]>,
 }
 
 impl Answer {
@@ -132,14 +131,14 @@ impl Answer {
         let body = serde_json::json!({"bid": true, "multiplier": multiplier}).to_string();
         Self {
             multiplier: Some(multiplier),
-            body: Bytes::from(body),
+            body: body.into_bytes().into_boxed_slice(),
         }
     }
 
     fn no() -> Self {
         Self {
             multiplier: None,
-            body: Bytes::from_static(br#"{"bid":false,"multiplier":0}"#),
+            body: Box::from(br#"{"bid":false,"multiplier":0}"#.as_slice()),
         }
     }
 }
@@ -160,7 +159,7 @@ impl<'a> Decision<'a> {
     }
 
     /// The JSON answer, serialised once when the index was built.
-    pub fn body(&self) -> &'a Bytes {
+    pub fn body(&self) -> &'a [u8] {
         &self.0.body
     }
 }
@@ -569,11 +568,11 @@ mod tests {
         assert!(!index.decide("empty", d(1)).unwrap().bid());
         assert!(index.decide("C3", d(1)).is_none());
         assert_eq!(
-            index.decide("C1", d(2)).unwrap().body().as_ref(),
+            index.decide("C1", d(2)).unwrap().body(),
             br#"{"bid":true,"multiplier":2.5}"#
         );
         assert_eq!(
-            index.decide("C2", d(2)).unwrap().body().as_ref(),
+            index.decide("C2", d(2)).unwrap().body(),
             br#"{"bid":false,"multiplier":0}"#
         );
         let s = index.stats();
