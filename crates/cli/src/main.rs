@@ -23,6 +23,7 @@ mod matching;
 mod measure;
 mod node;
 mod query;
+mod rta;
 mod synth;
 
 /// Jingteng: an open, self-hostable marketing data clean room.
@@ -150,8 +151,8 @@ enum Command {
     /// suppression to the owners of those audiences, whose RTA endpoints say no for it
     /// at once. See docs/audiences.md.
     Forget(audience::ForgetArgs),
-    /// Real-time bidding (RTA) between nodes: the device tokens a media node's ad
-    /// server sends.
+    /// Real-time bidding (RTA): serve the endpoint in local mode, and the device tokens
+    /// a media node's ad server sends between nodes.
     #[command(subcommand)]
     Rta(RtaCommand),
 }
@@ -163,6 +164,33 @@ enum RtaCommand {
     /// truncated to 16 bytes, as 32 hex digits. The media platform's ad server sends
     /// it as `device_md5` in networked mode; use this to check its implementation.
     Token(RtaTokenArgs),
+    /// Local mode: serve the RTA endpoint (`GET /v1/rta?campaign=AUDIENCE&device_md5=HEX`,
+    /// plain HTTP/1.1) from the audiences delivered to a media party under --spec: each
+    /// audience's latest version is a campaign named after it, its users keyed by the MD5
+    /// of their device id; opt-outs and deletions are suppressed. Every --reload-every
+    /// seconds it looks for new deliveries and `jingteng forget` requests, and swaps a
+    /// rebuilt index in at once. Between nodes, use `jingteng serve --rta-listen`.
+    Serve(RtaServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RtaServeArgs {
+    /// The collaboration spec (local mode).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// The local state folder `jingteng audience deliver` wrote to; default: `.jingteng`
+    /// next to the spec.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The media party whose delivered audiences make the index.
+    #[arg(long, default_value = "social", value_name = "PARTY")]
+    party: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7481", value_name = "ADDR")]
+    listen: String,
+    /// Seconds between checks for new deliveries and data-rights requests.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    reload_every: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -562,6 +590,7 @@ fn main() -> ExitCode {
         Command::Audience(cmd) => audience::run(cmd),
         Command::Forget(args) => audience::forget(args),
         Command::Rta(RtaCommand::Token(args)) => node::rta_token(args),
+        Command::Rta(RtaCommand::Serve(args)) => rta::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -599,16 +599,56 @@ fn audiences_create_deliver_list_and_forget() {
     assert_eq!(v[0]["versions"], 1);
     let o = jingteng(&["audience", "show", "hair", "--spec", spec]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("hair_care"));
-    // A user of the delivered audience opts out: out of the next version.
+    // A user of the delivered audience (one with a device id) opts out: out of the next
+    // version, and at once out of the RTA answers of `jingteng rta serve`.
     let users = std::fs::read_to_string(world.join("social/users.csv")).unwrap();
     let bytes = std::fs::read(&file).unwrap();
+    let devices = social_devices(spec);
+    let delivered = |id: &str| bytes.windows(id.len()).any(|w| w == id.as_bytes());
     let member = users
         .lines()
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
-        .find(|id| bytes.windows(id.len()).any(|w| w == id.as_bytes()))
+        .find(|id| delivered(id) && devices.contains_key(*id))
         .unwrap()
         .to_string();
+    let stranger = devices.keys().find(|id| !delivered(id)).unwrap().clone();
+    let mut rta = Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args([
+            "rta",
+            "serve",
+            "--spec",
+            spec,
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-every",
+            "1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rta_err = rta.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(rta_err).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("RTA: GET http://") {
+                let _ = tx.send(rest.split('/').next().unwrap().to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("jingteng rta serve says where it listens");
+    let md5 = |id: &str| devices[id].2.to_hex();
+    assert_eq!(rta_get(&addr, "hair", &md5(&member))["bid"], true);
+    assert_eq!(rta_get(&addr, "hair", &md5(&member))["multiplier"], 1.0);
+    assert_eq!(rta_get(&addr, "hair", &md5(&stranger))["bid"], false);
     let o = jingteng(&[
         "forget",
         "--spec",
@@ -623,6 +663,23 @@ fn audiences_create_deliver_list_and_forget() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["excluded_people"], 1);
+    // The server sees the rebuilt view within a reload and swaps a new index in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rta_get(&addr, "hair", &md5(&member))["bid"] == true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the opt-out never reached RTA"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &rta.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(rta.wait().unwrap().success());
+    let log = log.join().unwrap();
+    assert!(log.contains("RTA index replaced"), "{log}");
     let o = jingteng(&["audience", "deliver", "hair", "--spec", spec, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["delivered"]["version"], 2);

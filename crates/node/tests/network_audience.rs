@@ -31,7 +31,6 @@ use jingteng_node::{
 };
 use tokio::net::TcpListener;
 
-
 const AUDIENCE: &str = "hair-care-young";
 
 /// The social users' device MD5s (those with a valid device id), from the raw file.
@@ -408,7 +407,6 @@ impl Net {
         local
     }
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_ids() {
@@ -971,7 +969,6 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         s.await.unwrap().unwrap();
     }
 }
-
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
 async fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
