@@ -410,34 +410,14 @@ impl Net {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_ids() {
-    let tmp = tempfile::tempdir().unwrap();
-    let world = tmp.path().join("world");
-    let config = jingteng_synth::Config {
-        seed: 11,
-        scale: "tiny".parse().unwrap(),
-        force: false,
-        media: 1,
-    };
-    jingteng_synth::generate(&config, &world, &|_, _| {}).unwrap();
-    let spec = world.join("collab.toml");
-    let id = "synth-11";
-
-    let (social, l_social) = node(tmp.path(), "social").await;
-    let (retail, l_retail) = node(tmp.path(), "retail").await;
-    let (brand, l_brand) = node(tmp.path(), "brand").await;
-    let cards = vec![
-        contract::card(&social).unwrap(),
-        contract::card(&brand).unwrap(),
-    ];
-    let mut c = contract::propose(&retail, &spec, cards).unwrap();
-    contract::sign(&social, &mut c).unwrap();
-    let status = contract::sign(&brand, &mut c).unwrap();
-    for n in [&social, &retail, &brand] {
-        contract::record(n, &c, &status, "activate").unwrap();
-        import_all(n, &spec);
-    }
+    let mut net = Net::start(11, "tiny", ServeOptions::default()).await;
     // The brand serves an RTA index of the token lists it receives, over HTTP too.
-    let live = jingteng_node::rta_live_index(&brand).unwrap();
+    let live = jingteng_node::rta_live_index(&net.brand).unwrap();
+    net.stop("brand").await;
+    let mut options = ServeOptions::default();
+    options.rta = Some(live.clone());
+    net.options.insert("brand", options);
+    net.restart("brand").await;
     let rta_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rta_addr = rta_listener.local_addr().unwrap();
     let (rta_stop, rta_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -448,33 +428,11 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
             let _ = rta_stopped.await;
         },
     ));
-    let mut stops = Vec::new();
-    let mut servers = Vec::new();
-    for (party, listener) in [
-        ("social", l_social),
-        ("retail", l_retail),
-        ("brand", l_brand),
-    ] {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let dir = tmp.path().join(party);
-        stops.push(stop);
-        let mut options = ServeOptions::default();
-        if party == "brand" {
-            options.rta = Some(live.clone());
-        }
-        servers.push(tokio::spawn(async move {
-            let n = NodeDir::open(&dir).unwrap();
-            serve_with(
-                &n,
-                listener,
-                async {
-                    let _ = stopped.await;
-                },
-                options,
-            )
-            .await
-        }));
-    }
+    // Handles of their own: `net` stops and restarts nodes below.
+    let open = |party: &str| NodeDir::open(&net.tmp.path().join(party)).unwrap();
+    let (social, retail, brand) = (open("social"), open("retail"), open("brand"));
+    let (world, id) = (net.world.clone(), net.id.clone());
+    let id = id.as_str();
 
     // Before any match the host has no view to evaluate on.
     let req = CreateAudience {
@@ -486,38 +444,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         other => panic!("{other:?}"),
     }
 
-    // The match, at the host.
-    let host = contract::card(&retail).unwrap();
-    let (st, body) = post_to_peer(
-        &retail,
-        &host.endpoint,
-        &host.cert_sha256,
-        &format!("/v1/collaborations/{id}/match"),
-        "application/json",
-        vec![],
-    )
-    .await
-    .unwrap();
-    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
-    let run = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["run"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = format!("/v1/collaborations/{id}/match/{run}");
-    let mut done = false;
-    for _ in 0..600 {
-        let (_, body) = get_from_peer(&retail, &host.endpoint, &host.cert_sha256, &path)
-            .await
-            .unwrap();
-        let s: RunStatus = serde_json::from_slice(&body).unwrap();
-        assert!(s.error.is_none(), "{:?}", s.error);
-        if s.state == "done" {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(done, "the match finished");
+    net.run_match().await;
 
     // The brand defines the audience at the host: only its size comes back, under DP,
     // charged to brand:alice.
@@ -587,10 +514,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
         .unwrap()
         .into_iter()
         .collect();
-    let local = tmp.path().join("local");
-    jingteng_engine::view::build_local(&spec, &local, std::sync::Arc::new(|_: &str, _: u64| {}))
-        .await
-        .unwrap();
+    let local = net.local_view().await;
     let want = reference(&world, &local);
     assert!(want.len() > 20, "a meaningful audience: {}", want.len());
     assert_eq!(got, want);
@@ -935,8 +859,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
 
     // The owner unreachable: the delivery still succeeds, the push is reported (and
     // audited); the next delivery sends the full list again.
-    stops.pop().unwrap().send(()).unwrap();
-    servers.pop().unwrap().await.unwrap().unwrap();
+    net.stop("brand").await;
     let d3 = jingteng_node::audience_deliver(&brand, id, AUDIENCE, &deliver)
         .await
         .unwrap();
@@ -961,13 +884,7 @@ async fn an_audience_defined_at_the_host_reaches_only_the_media_node_as_its_own_
     assert_eq!(jingteng_node::rta_held(&brand, id).unwrap()[0].version, 2);
     rta_stop.send(()).unwrap();
     rta_server.await.unwrap().unwrap();
-
-    for s in stops {
-        s.send(()).unwrap();
-    }
-    for s in servers {
-        s.await.unwrap().unwrap();
-    }
+    net.shutdown().await;
 }
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
@@ -1072,7 +989,11 @@ async fn the_host_refreshes_an_audience_on_its_own_and_retries_a_failed_refresh(
         .record_forget(&id, "social", &gone, "opt-out")
         .unwrap();
     skew.fetch_add(61_000, Ordering::Relaxed);
-    wait_for(30, "version 2", || versions_at(&net, name) == [1, 2]).await;
+    // The media node writes a version before the host records it: wait for both.
+    wait_for(30, "version 2", || {
+        versions_at(&net, name) == [1, 2] && host_audit(&net, "audience-refresh").len() == 2
+    })
+    .await;
     let mut want2 = want.clone();
     want2.remove(&gone);
     assert_eq!(ids_at(&net, name, 2), want2);
@@ -1102,7 +1023,10 @@ async fn the_host_refreshes_an_audience_on_its_own_and_retries_a_failed_refresh(
     // Back again: the retry delivers version 3.
     net.restart("social").await;
     skew.fetch_add(61_000, Ordering::Relaxed);
-    wait_for(30, "version 3", || versions_at(&net, name) == [1, 2, 3]).await;
+    wait_for(30, "version 3", || {
+        versions_at(&net, name) == [1, 2, 3] && host_audit(&net, "audience-refresh").len() == 3
+    })
+    .await;
     assert_eq!(ids_at(&net, name, 3), want2);
     let shown = jingteng_node::audience_show(&net.brand, &id, name)
         .await
