@@ -562,7 +562,28 @@ struct SynthArgs {
     json: bool,
 }
 
+/// When stdout is a pipe its reader closed (`jingteng audience list | head`), Rust's
+/// `println!` panics; a command-line tool should just stop, as `cat` does. SIGPIPE
+/// stays ignored (a node's sockets must not kill it), so this one panic, and only it,
+/// ends the process quietly with the status a SIGPIPE death gives (128 + 13).
+fn exit_quietly_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_a_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),

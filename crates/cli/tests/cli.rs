@@ -900,3 +900,22 @@ fn audiences_through_the_host_reach_the_media_node_as_in_local_mode() {
     ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("delivered to this node (social)"));
 }
+
+/// `jingteng … | head`: when the reader of stdout is gone the command stops quietly
+/// (status 141, as a SIGPIPE death), with no panic message.
+#[test]
+fn a_closed_stdout_stops_a_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jingteng"))
+        .args(["synth", "--scale", "tiny", "--out"])
+        .arg(tmp.path().join("world"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the world is written, so the first line printed finds no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
