@@ -177,10 +177,7 @@ async fn query(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match crate::remote::answer(&state.dir, &contract, &peer.0, req).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::remote::answer(&state.dir, &contract, &peer.0, req).await)
 }
 
 /// A member's ready analysis on a collaboration this node hosts.
@@ -194,10 +191,7 @@ async fn insight(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match crate::remote::answer_insight(&state.dir, &contract, &peer.0, req).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::remote::answer_insight(&state.dir, &contract, &peer.0, req).await)
 }
 
 /// A member's measurement on a collaboration this node hosts.
@@ -211,10 +205,7 @@ async fn measure(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match crate::remote::answer_measure(&state.dir, &contract, &peer.0, req).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::remote::answer_measure(&state.dir, &contract, &peer.0, req).await)
 }
 
 /// A member's new audience, on a collaboration this node hosts.
@@ -229,10 +220,7 @@ async fn create_audience(
             Ok(x) => x,
             Err(r) => return r,
         };
-    match crate::audiences::create(&state.dir, &contract, &peer.0, req, &state.audiences).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::audiences::create(&state.dir, &contract, &peer.0, req, &state.audiences).await)
 }
 
 /// The audiences of a collaboration this node hosts, for a member.
@@ -245,10 +233,7 @@ async fn list_audiences(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match crate::audiences::list(&state.dir, &contract) {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::audiences::list(&state.dir, &contract))
 }
 
 /// One audience of a collaboration this node hosts, for a member.
@@ -261,10 +246,7 @@ async fn show_audience(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match crate::audiences::show(&state.dir, &contract, &name) {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
+    reply(crate::audiences::show(&state.dir, &contract, &name))
 }
 
 /// A member asks this host to deliver the next version of an audience.
@@ -289,21 +271,19 @@ async fn deliver_audience(
             );
         }
     };
-    match crate::audiences::deliver(
-        &node,
-        &contract,
-        &peer.0,
-        &name,
-        req,
-        state.options.retry,
-        &state.halt,
-        &state.audiences,
+    reply(
+        crate::audiences::deliver(
+            &node,
+            &contract,
+            &peer.0,
+            &name,
+            req,
+            state.options.retry,
+            &state.halt,
+            &state.audiences,
+        )
+        .await,
     )
-    .await
-    {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, code, detail)) => problem(status, code, &detail),
-    }
 }
 
 /// The host of collaboration `id` delivers a version of an audience to this node, its
@@ -1650,6 +1630,14 @@ async fn not_found() -> Response {
         "not-found",
         "no such endpoint in API v1",
     )
+}
+
+/// A handler's JSON answer, or its problem document.
+fn reply<T: serde::Serialize>(result: std::result::Result<T, crate::remote::Problem>) -> Response {
+    match result {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, code, detail)) => problem(status, code, &detail),
+    }
 }
 
 /// An `application/problem+json` response with a stable `type` (the node API's and the
