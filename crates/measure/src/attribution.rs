@@ -339,6 +339,7 @@ pub struct CampaignAttribution {
     /// threshold or the DP group selection).
     pub released: bool,
     /// Attributed conversions (orders; fractional under the linear model).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub conversions: f64,
     /// Attributed GMV, fen.
     pub gmv_fen: i64,
@@ -369,6 +370,7 @@ pub struct BreakdownRow {
     /// The dimension's value.
     pub value: String,
     /// Attributed conversions.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub conversions: f64,
     /// Attributed GMV, fen.
     pub gmv_fen: i64,

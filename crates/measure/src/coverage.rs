@@ -16,8 +16,10 @@ pub struct Coverage {
     /// People linked at both.
     pub matched: u64,
     /// `matched / media_records`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub media_match_rate: f64,
     /// `matched / retail_records`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub retail_match_rate: f64,
     /// What the rate means for the figures, in one sentence.
     pub caveat: String,

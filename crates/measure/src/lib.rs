@@ -90,3 +90,33 @@ impl From<jingteng_engine::datafusion::error::DataFusionError> for Error {
 
 /// Result of this crate's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads a figure that JSON wrote as `null` because it was not finite (`serde_json`
+/// writes NaN and ±∞ as `null`, e.g. a ratio over a noisy zero) back as NaN, so that a
+/// report always crosses the wire between nodes.
+pub(crate) fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+#[cfg(test)]
+mod wire_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::stats::Interval;
+
+    /// A relative lift over a noisy zero is not finite: JSON carries it as `null` and
+    /// it comes back as NaN instead of failing the whole report.
+    #[test]
+    fn figures_that_are_not_finite_cross_the_wire() {
+        let i = Interval {
+            estimate: f64::NAN,
+            low: f64::NEG_INFINITY,
+            high: 1.5,
+        };
+        let text = serde_json::to_string(&i).unwrap();
+        assert_eq!(text, r#"{"estimate":null,"low":null,"high":1.5}"#);
+        let back: Interval = serde_json::from_str(&text).unwrap();
+        assert!(back.estimate.is_nan() && back.low.is_nan());
+        assert_eq!(back.high, 1.5);
+    }
+}

@@ -35,6 +35,7 @@ pub struct LiftSettings {
     /// Time zone of the campaign's dates, seconds east of UTC (+08:00).
     pub utc_offset_s: i64,
     /// Confidence of the intervals (0.95).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub confidence: f64,
     /// Bootstrap replicates of the value interval (2,000).
     pub bootstrap_draws: u32,
@@ -219,13 +220,16 @@ pub struct GroupFigures {
     /// Their GMV of the brand in the window, fen.
     pub gmv_fen: i64,
     /// `converters / people`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub rate: f64,
     /// Noise scales (0 when exact): people, converters, GMV.
     pub noise: [f64; 3],
     /// Sum over the group's people of their GMV squared, in units of
     /// [`LiftReport::value_sq_unit_fen`] squared (for the variance of the value).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub gmv_squares: f64,
     /// Its noise scale (0 when exact).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub gmv_squares_noise: f64,
 }
 

@@ -211,8 +211,10 @@ pub struct CampaignReach {
     /// People by impressions on all media parties together.
     pub frequency: Vec<FrequencyBucket>,
     /// Noise scale on `deduplicated` and on the histogram's counts (0 when exact).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub noise_people: f64,
     /// Noise scale on each party's reach and incremental reach (0 when exact).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub noise_party: f64,
 }
 

@@ -108,12 +108,16 @@ pub fn z_two_sided(level: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Proportion {
     /// Successes (conversions).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub successes: f64,
     /// Trials (people in the group).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub trials: f64,
     /// Scale `b` of the discrete Laplace noise on `successes` (variance ≈ 2b²).
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub successes_noise: f64,
     /// Scale of the noise on `trials`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub trials_noise: f64,
 }
 
@@ -177,10 +181,13 @@ impl Proportion {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// The point estimate.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub estimate: f64,
     /// Lower end.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub low: f64,
     /// Upper end.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub high: f64,
 }
 
@@ -377,14 +384,19 @@ impl SeededRng {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ValueMoments {
     /// People in the group.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub people: f64,
     /// Sum of the per-person value.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub sum: f64,
     /// Sum of the squares of the per-person value.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub sum_squares: f64,
     /// Noise scale on `people`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub people_noise: f64,
     /// Noise scale on `sum`.
+    #[serde(deserialize_with = "crate::nan_if_null")]
     pub sum_noise: f64,
 }
 
