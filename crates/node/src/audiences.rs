@@ -349,20 +349,31 @@ impl ActivationBatch {
     }
 }
 
-fn take<'a>(
+/// The part of a binary peer message that was cut short.
+pub(crate) struct Truncated(pub(crate) &'static str);
+
+impl From<Truncated> for ActivationError {
+    fn from(t: Truncated) -> Self {
+        ActivationError::Truncated(t.0)
+    }
+}
+
+/// The next `n` bytes of a binary peer message (`what` names them if they are missing).
+pub(crate) fn take<'a>(
     rest: &mut &'a [u8],
     n: usize,
     what: &'static str,
-) -> std::result::Result<&'a [u8], ActivationError> {
+) -> std::result::Result<&'a [u8], Truncated> {
     if rest.len() < n {
-        return Err(ActivationError::Truncated(what));
+        return Err(Truncated(what));
     }
     let (head, tail) = rest.split_at(n);
     *rest = tail;
     Ok(head)
 }
 
-fn u32_at(rest: &mut &[u8], what: &'static str) -> std::result::Result<u32, ActivationError> {
+/// The next big-endian `u32` of a binary peer message.
+pub(crate) fn u32_at(rest: &mut &[u8], what: &'static str) -> std::result::Result<u32, Truncated> {
     let b = take(rest, 4, what)?;
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

@@ -39,7 +39,7 @@ use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::audiences::audiences_dir;
+use crate::audiences::{audiences_dir, take, u32_at};
 use crate::contract::ContractBody;
 use crate::remote::{Problem, internal};
 use crate::{Error, NodeDir, Result, file_err, write_atomic};
@@ -214,22 +214,10 @@ impl TokenList {
     }
 }
 
-fn take<'a>(
-    rest: &mut &'a [u8],
-    n: usize,
-    what: &'static str,
-) -> std::result::Result<&'a [u8], TokenListError> {
-    if rest.len() < n {
-        return Err(TokenListError::Truncated(what));
+impl From<crate::audiences::Truncated> for TokenListError {
+    fn from(t: crate::audiences::Truncated) -> Self {
+        TokenListError::Truncated(t.0)
     }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
-}
-
-fn u32_at(rest: &mut &[u8], what: &'static str) -> std::result::Result<u32, TokenListError> {
-    let b = take(rest, 4, what)?;
-    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 // ---------------------------------------------------------------------------------

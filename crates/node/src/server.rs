@@ -295,11 +295,8 @@ async fn activate(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = running(&state) {
-        return r;
-    }
-    let contract = match member_check(&state, &id, &peer) {
-        Ok(b) => b.clone(),
+    let contract = match member_read(&state, &id, &peer) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let host = jingteng_psi::Collaboration::parse(&contract.spec)
@@ -374,11 +371,8 @@ async fn receive_tokens(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = running(&state) {
-        return r;
-    }
-    let contract = match member_check(&state, &id, &peer) {
-        Ok(b) => b.clone(),
+    let contract = match member_read(&state, &id, &peer) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let msg = match crate::rta::TokenList::decode(&body) {
@@ -429,11 +423,18 @@ async fn receive_tokens(
     }
 }
 
+/// A running node's check that the caller is a member of the active collaboration
+/// `id`: its contract, or the problem to answer.
+#[allow(clippy::result_large_err)]
+fn member_read(state: &AppState, id: &str, peer: &Peer) -> Result<ContractBody, Response> {
+    running(state)?;
+    Ok(member_check(state, id, peer)?.clone())
+}
+
 /// A member's read of something this node keeps as the host of collaboration `id`.
 #[allow(clippy::result_large_err)]
 fn host_read(state: &AppState, id: &str, peer: &Peer) -> Result<ContractBody, Response> {
-    running(state)?;
-    let contract = member_check(state, id, peer)?.clone();
+    let contract = member_read(state, id, peer)?;
     host_check(&contract, &state.party)?;
     Ok(contract)
 }
@@ -447,9 +448,7 @@ fn host_request<T: serde::de::DeserializeOwned>(
     peer: &Peer,
     body: &[u8],
 ) -> Result<(ContractBody, T), Response> {
-    running(state)?;
-    let contract = member_check(state, id, peer)?.clone();
-    host_check(&contract, &state.party)?;
+    let contract = host_read(state, id, peer)?;
     let req = serde_json::from_slice(body).map_err(|e| {
         problem(
             StatusCode::BAD_REQUEST,
@@ -632,11 +631,8 @@ async fn keep(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = running(&state) {
-        return r;
-    }
-    let contract = match member_check(&state, &id, &peer) {
-        Ok(b) => b.clone(),
+    let contract = match member_read(&state, &id, &peer) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     if let Err(r) = host_check(&contract, &state.party) {
