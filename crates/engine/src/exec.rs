@@ -15,7 +15,7 @@ use datafusion::catalog::MemTable;
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
+use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{
     Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, lit, when,
 };
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{ApprovedPlan, DpStat, Release};
 use crate::dp;
+use crate::people::people_at_least;
 use crate::{Error, Result};
 
 /// How the answer was released.
@@ -185,7 +186,8 @@ async fn threshold(
     let schema: SchemaRef = Arc::new(agg.schema.as_arrow().clone());
     let n = schema.fields().len();
     // The query may already count the people of each group; then that count is the
-    // one the threshold needs, and nothing is added.
+    // one the threshold needs, and nothing is added. Otherwise the people are counted
+    // only up to k (`people_at_least`), which is all the threshold compares.
     let person = Expr::Column(release.person.clone());
     let existing = agg.aggr_expr.iter().position(|e| {
         matches!(e.clone().unalias_nested().data, Expr::AggregateFunction(af)
@@ -199,7 +201,7 @@ async fn threshold(
     let people_col = match existing {
         Some(i) => agg.group_expr.len() + i,
         None => {
-            aggr.push(count_distinct(person).alias("__jt_people"));
+            aggr.push(people_at_least(person, k).alias("__jt_people"));
             n
         }
     };

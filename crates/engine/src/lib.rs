@@ -13,6 +13,7 @@ pub mod bench;
 pub mod check;
 pub mod dp;
 mod exec;
+mod people;
 pub mod policy;
 pub mod templates;
 pub mod view;

@@ -1,0 +1,422 @@
+//! `people_at_least(person)`: the distinct people of a group, counted up to `k`.
+//!
+//! Threshold release only needs to know whether a group covers at least `k` people.
+//! `COUNT(DISTINCT person)` answers more than that at the price of a set of every
+//! person per group; this aggregate keeps at most `k` ids per group and stops looking
+//! at a group's rows once it has seen `k` different people, so a query over millions of
+//! rows in a few large groups costs about as much as the query alone. The result is
+//! exact below `k` and `k` at or above it, which is all the release compares.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt64Array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
+use datafusion::common::{HashSet, Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, Expr, GroupsAccumulator, Signature,
+    Volatility,
+};
+
+/// `people_at_least(person)` with threshold `k`, as an aggregate expression.
+pub(crate) fn people_at_least(person: Expr, k: u64) -> Expr {
+    AggregateUDF::from(PeopleAtLeast {
+        k: k.max(1),
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+    .call(vec![person])
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeopleAtLeast {
+    k: u64,
+    signature: Signature,
+}
+
+fn ids(a: &ArrayRef) -> Result<UInt64Array> {
+    Ok(cast(a, &DataType::UInt64)?
+        .as_primitive::<UInt64Type>()
+        .clone())
+}
+
+fn id_list_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::UInt64, true))
+}
+
+impl AggregateUDFImpl for PeopleAtLeast {
+    fn name(&self) -> &str {
+        "people_at_least"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}[ids]", args.name),
+                DataType::List(id_list_field()),
+                false,
+            )),
+            Arc::new(Field::new(
+                format!("{}[full]", args.name),
+                DataType::Boolean,
+                false,
+            )),
+        ])
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(One {
+            sets: Sets::new(self.k),
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(Sets::new(self.k)))
+    }
+}
+
+/// Per group: the people seen while fewer than `k`; a full group drops its set.
+#[derive(Debug)]
+struct Sets {
+    k: u64,
+    seen: Vec<HashSet<u64>>,
+    full: Vec<bool>,
+    held: usize,
+}
+
+impl Sets {
+    fn new(k: u64) -> Self {
+        Self {
+            k,
+            seen: Vec::new(),
+            full: Vec::new(),
+            held: 0,
+        }
+    }
+
+    fn resize(&mut self, groups: usize) {
+        if self.seen.len() < groups {
+            self.seen.resize_with(groups, HashSet::default);
+            self.full.resize(groups, false);
+        }
+    }
+
+    fn add(&mut self, g: usize, id: u64) {
+        if self.full[g] {
+            return;
+        }
+        let set = &mut self.seen[g];
+        if set.insert(id) {
+            self.held += 1;
+            if set.len() as u64 >= self.k {
+                self.held -= set.len();
+                *set = HashSet::default();
+                self.full[g] = true;
+            }
+        }
+    }
+
+    fn mark_full(&mut self, g: usize) {
+        if !self.full[g] {
+            self.held -= self.seen[g].len();
+            self.seen[g] = HashSet::default();
+            self.full[g] = true;
+        }
+    }
+
+    fn counts(&self, seen: &[HashSet<u64>], full: &[bool]) -> Int64Array {
+        Int64Array::from_iter_values(
+            seen.iter()
+                .zip(full)
+                .map(|(s, f)| if *f { self.k as i64 } else { s.len() as i64 }),
+        )
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<HashSet<u64>>, Vec<bool>) {
+        let seen = emit_to.take_needed(&mut self.seen);
+        let full = emit_to.take_needed(&mut self.full);
+        self.held -= seen.iter().map(HashSet::len).sum::<usize>();
+        (seen, full)
+    }
+
+    fn merge(&mut self, values: &[ArrayRef], group_indices: &[usize]) -> Result<()> {
+        let lists = values[0].as_list::<i32>();
+        let full = values[1].as_boolean();
+        for (i, &g) in group_indices.iter().enumerate() {
+            if self.full[g] {
+                continue;
+            }
+            if full.value(i) {
+                self.mark_full(g);
+                continue;
+            }
+            let row = lists.value(i);
+            for id in row.as_primitive::<UInt64Type>().iter().flatten() {
+                self.add(g, id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn state_arrays(seen: &[HashSet<u64>], full: Vec<bool>) -> Vec<ArrayRef> {
+    let offsets = OffsetBuffer::from_lengths(seen.iter().map(HashSet::len));
+    let values = UInt64Array::from_iter_values(seen.iter().flatten().copied());
+    let lists = ListArray::new(id_list_field(), offsets, Arc::new(values), None);
+    vec![Arc::new(lists), Arc::new(BooleanArray::from(full))]
+}
+
+impl GroupsAccumulator for Sets {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_num_groups);
+        let ids = ids(&values[0])?;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if self.full[g]
+                || ids.is_null(i)
+                || opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i))
+            {
+                continue;
+            }
+            self.add(g, ids.value(i));
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (seen, full) = self.take(emit_to);
+        Ok(Arc::new(self.counts(&seen, &full)))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (seen, full) = self.take(emit_to);
+        Ok(state_arrays(&seen, full))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_num_groups);
+        self.merge(values, group_indices)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let ids = ids(&values[0])?;
+        let keep =
+            |i: usize| ids.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+        let offsets = OffsetBuffer::from_lengths((0..ids.len()).map(|i| usize::from(keep(i))));
+        let values = UInt64Array::from_iter_values(
+            (0..ids.len()).filter(|i| keep(*i)).map(|i| ids.value(i)),
+        );
+        let lists = ListArray::new(id_list_field(), offsets, Arc::new(values), None);
+        // A single id fills a group only when k is 1; the merge decides that.
+        let full = BooleanArray::from(vec![false; ids.len()]);
+        Ok(vec![Arc::new(lists), Arc::new(full)])
+    }
+
+    fn size(&self) -> usize {
+        self.seen.capacity() * size_of::<HashSet<u64>>()
+            + self.full.capacity()
+            + self.held * 2 * size_of::<u64>()
+    }
+}
+
+/// The same for an aggregate without GROUP BY (one group).
+#[derive(Debug)]
+struct One {
+    sets: Sets,
+}
+
+impl Accumulator for One {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.sets.resize(1);
+        let n = values[0].len();
+        GroupsAccumulator::update_batch(&mut self.sets, values, &vec![0; n], None, 1)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.sets.resize(1);
+        let full = self.sets.full[0];
+        let n = if full {
+            self.sets.k
+        } else {
+            self.sets.seen[0].len() as u64
+        };
+        Ok(ScalarValue::Int64(Some(n as i64)))
+    }
+
+    fn size(&self) -> usize {
+        size_of::<Self>() + GroupsAccumulator::size(&self.sets)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.sets.resize(1);
+        let ids: Vec<u64> = self.sets.seen[0].iter().copied().collect();
+        let list =
+            ListArray::from_iter_primitive::<UInt64Type, _, _>([Some(ids.into_iter().map(Some))]);
+        Ok(vec![
+            ScalarValue::List(Arc::new(list)),
+            ScalarValue::Boolean(Some(self.sets.full[0])),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.sets.resize(1);
+        let n = states[0].len();
+        self.sets.merge(states, &vec![0; n])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use datafusion::arrow::array::{RecordBatch, UInt32Array};
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::catalog::MemTable;
+    use datafusion::datasource::provider_as_source;
+    use datafusion::functions_aggregate::expr_fn::count_distinct;
+    use datafusion::logical_expr::{LogicalPlanBuilder, col};
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    /// Group g has g distinct people (g = 0..120), each appearing three times, plus
+    /// null ids, spread over four partitions; the counts equal min(distinct, k) with and
+    /// without partial aggregation (which then goes through `convert_to_state`).
+    #[tokio::test]
+    async fn counts_people_up_to_k_through_every_phase() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::UInt32, false),
+            Field::new("person", DataType::UInt64, true),
+        ]));
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); 4];
+        for g in 0..120u32 {
+            let mut gs = Vec::new();
+            let mut ps = Vec::new();
+            for rep in 0..3u64 {
+                for p in 0..u64::from(g) {
+                    gs.push(g);
+                    ps.push(Some(p * 7));
+                    let _ = rep;
+                }
+                gs.push(g);
+                ps.push(None);
+            }
+            let b = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from(gs)),
+                    Arc::new(UInt64Array::from(ps)),
+                ],
+            )
+            .unwrap();
+            parts[g as usize % 4].push(b);
+        }
+        let table = Arc::new(MemTable::try_new(schema, parts).unwrap());
+        for skip_partial in [false, true] {
+            let mut config = SessionConfig::new().with_target_partitions(4);
+            if skip_partial {
+                let o = config.options_mut();
+                o.execution.skip_partial_aggregation_probe_rows_threshold = 1;
+                o.execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+            }
+            let ctx = SessionContext::new_with_config(config);
+            for k in [1u64, 50, 200] {
+                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
+                    .unwrap()
+                    .aggregate(
+                        vec![col("g")],
+                        vec![
+                            people_at_least(col("person"), k).alias("at_least"),
+                            count_distinct(col("person")).alias("exact"),
+                        ],
+                    )
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let batches = ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                let mut seen = 0;
+                for b in &batches {
+                    let g = b
+                        .column(0)
+                        .as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+                    let at_least = b
+                        .column(1)
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                    let exact = b
+                        .column(2)
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                    for r in 0..b.num_rows() {
+                        assert_eq!(exact.value(r), i64::from(g.value(r)));
+                        assert_eq!(
+                            at_least.value(r),
+                            exact.value(r).min(k as i64),
+                            "group {} k {k} skip_partial {skip_partial}",
+                            g.value(r)
+                        );
+                        seen += 1;
+                    }
+                }
+                assert_eq!(seen, 120);
+
+                // Without GROUP BY: every person of every group, 119 * 7 + 1 apart.
+                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
+                    .unwrap()
+                    .aggregate(Vec::<Expr>::new(), vec![people_at_least(col("person"), k)])
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let b = ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                let v = b[0]
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                assert_eq!(v.value(0), 119.min(k as i64));
+            }
+        }
+    }
+}
