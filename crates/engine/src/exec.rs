@@ -12,8 +12,8 @@ use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::catalog::MemTable;
-use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, HashMap as FastMap};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{
@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use jingteng_psi::ReleaseMode;
-use rand::seq::SliceRandom;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{ApprovedPlan, DpStat, Release};
@@ -233,6 +233,64 @@ async fn threshold(
     ))
 }
 
+/// One batch of the bounding stage: per (group, person) row, its group's index, the
+/// person and the person's statistics there.
+struct Part {
+    group: Vec<u32>,
+    person: UInt64Array,
+    stats: Vec<Int64Array>,
+}
+
+/// A uniformly random `m` of each person's (group, person) rows (all of them when the
+/// person has at most `m`), as (part, row): reservoir sampling in one pass over the
+/// rows, with a CSPRNG seeded from the operating system. The first pick of every person
+/// is kept in one flat vector; only people in more than one group hold more.
+fn sample_groups(parts: &[Part], m: usize) -> Result<Vec<(u32, u32)>> {
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    const EMPTY: (u32, u32) = (u32::MAX, u32::MAX);
+    let mut rng = jingteng_match::secure_rng()?;
+    let mut slot: FastMap<u64, u32> = FastMap::new();
+    let mut seen: Vec<u32> = Vec::new();
+    let mut first: Vec<(u32, u32)> = Vec::new();
+    let mut more: FastMap<u32, Vec<(u32, u32)>> = FastMap::new();
+    for (pi, part) in parts.iter().enumerate() {
+        for r in (0..part.person.len()).filter(|r| part.person.is_valid(*r)) {
+            let s = *slot.entry(part.person.value(r)).or_insert_with(|| {
+                seen.push(0);
+                first.push(EMPTY);
+                (seen.len() - 1) as u32
+            });
+            seen[s as usize] += 1;
+            let n = seen[s as usize] as usize;
+            let j = if n <= m {
+                n - 1
+            } else {
+                rng.random_range(0..n)
+            };
+            let pick = (pi as u32, r as u32);
+            match j {
+                0 => first[s as usize] = pick,
+                j if j < m => {
+                    let v = more.entry(s).or_default();
+                    if j > v.len() {
+                        v.push(pick);
+                    } else {
+                        v[j - 1] = pick;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(first
+        .into_iter()
+        .filter(|p| *p != EMPTY)
+        .chain(more.into_values().flatten())
+        .collect())
+}
+
 /// One per-person statistic computed in the bounding stage.
 #[derive(Clone, Copy)]
 enum Stage {
@@ -288,30 +346,45 @@ async fn differential(
         .build()?;
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
 
-    // Group keys as comparable rows.
+    // Each row's group as a dense index, from its group keys as comparable rows (a
+    // global aggregate, without GROUP BY, has one group). Only a new group allocates.
     let out_schema = agg.schema.as_arrow().clone();
     let group_types: Vec<SortField> = out_schema.fields()[..ng]
         .iter()
         .map(|f| SortField::new(f.data_type().clone()))
         .collect();
-    // A global aggregate (no GROUP BY) has one group.
     let converter = if ng == 0 {
         None
     } else {
         Some(RowConverter::new(group_types)?)
     };
-    let mut group_index: HashMap<OwnedRow, u32> = HashMap::new();
+    let mut group_index: FastMap<Box<[u8]>, u32> = FastMap::new();
     let mut group_rows: Vec<OwnedRow> = Vec::new();
-    let mut ngroups = usize::from(ng == 0);
-    // person → [(group, stats)]
-    let mut by_person: HashMap<u64, Vec<(u32, Vec<i64>)>> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::with_capacity(batches.len());
     for b in &batches {
-        let keys: Vec<ArrayRef> = (0..ng)
-            .map(|i| cast(b.column(i), out_schema.field(i).data_type()))
-            .collect::<std::result::Result<_, _>>()?;
-        let rows = match &converter {
-            Some(c) => Some(c.convert_columns(&keys)?),
-            None => None,
+        let group = match &converter {
+            None => vec![0; b.num_rows()],
+            Some(c) => {
+                let keys: Vec<ArrayRef> = (0..ng)
+                    .map(|i| cast(b.column(i), out_schema.field(i).data_type()))
+                    .collect::<std::result::Result<_, _>>()?;
+                let rows = c.convert_columns(&keys)?;
+                let mut group = Vec::with_capacity(b.num_rows());
+                for key in rows.iter() {
+                    let g = match group_index.get(key.as_ref()) {
+                        Some(g) => *g,
+                        None => {
+                            let g = u32::try_from(group_rows.len())
+                                .map_err(|_| Error::Internal("more than 2^32 groups".into()))?;
+                            group_index.insert(key.as_ref().into(), g);
+                            group_rows.push(key.owned());
+                            g
+                        }
+                    };
+                    group.push(g);
+                }
+                group
+            }
         };
         let person = cast(b.column(ng), &DataType::UInt64)?;
         let person = person
@@ -322,58 +395,46 @@ async fn differential(
         let stats: Vec<Int64Array> = (0..stages.len())
             .map(|i| int64(b.column(ng + 1 + i)))
             .collect::<Result<_>>()?;
-        for r in 0..b.num_rows() {
-            if person.is_null(r) {
-                continue;
-            }
-            let g = match &rows {
-                None => 0,
-                Some(rows) => {
-                    let key = rows.row(r).owned();
-                    match group_index.get(&key) {
-                        Some(g) => *g,
-                        None => {
-                            let g = group_rows.len() as u32;
-                            group_index.insert(key.clone(), g);
-                            group_rows.push(key);
-                            ngroups = group_rows.len();
-                            g
-                        }
-                    }
-                }
-            };
-            let v: Vec<i64> = stats
-                .iter()
-                .map(|a| if a.is_null(r) { 0 } else { a.value(r) })
-                .collect();
-            by_person.entry(person.value(r)).or_default().push((g, v));
-        }
+        parts.push(Part {
+            group,
+            person,
+            stats,
+        });
     }
+    let ngroups = if ng == 0 { 1 } else { group_rows.len() };
 
     // Contribution bounding: at most `max_groups_per_person` groups per person, chosen
     // at random, and at most `max_rows_per_person` rows' worth per group.
     let max_groups = p.max_groups_per_person as usize;
     let rows_cap = i64::from(p.max_rows_per_person);
-    let mut rng = jingteng_match::secure_rng()?;
     let mut people = vec![0i64; ngroups];
     let mut totals = vec![vec![0i128; ngroups]; stages.len()];
-    for (_, mut entries) in by_person {
-        if entries.len() > max_groups {
-            entries.shuffle(&mut rng);
-            entries.truncate(max_groups);
+    let mut add = |part: &Part, r: usize| {
+        let g = part.group[r] as usize;
+        people[g] += 1;
+        for (si, stage) in stages.iter().enumerate() {
+            let a = &part.stats[si];
+            let x = if a.is_null(r) { 0 } else { a.value(r) };
+            let bounded = match stage {
+                Stage::Count => x.clamp(0, rows_cap),
+                Stage::Sum(lo, hi) => x.clamp(
+                    lo.saturating_mul(rows_cap).min(0),
+                    hi.saturating_mul(rows_cap).max(0),
+                ),
+            };
+            totals[si][g] += i128::from(bounded);
         }
-        for (g, v) in entries {
-            people[g as usize] += 1;
-            for (si, (stage, x)) in stages.iter().zip(v).enumerate() {
-                let bounded = match stage {
-                    Stage::Count => x.clamp(0, rows_cap),
-                    Stage::Sum(lo, hi) => x.clamp(
-                        lo.saturating_mul(rows_cap).min(0),
-                        hi.saturating_mul(rows_cap).max(0),
-                    ),
-                };
-                totals[si][g as usize] += i128::from(bounded);
+    };
+    if ngroups <= max_groups {
+        // Nobody can be in more groups than the cap: every (group, person) row counts.
+        for part in &parts {
+            for r in (0..part.person.len()).filter(|r| part.person.is_valid(*r)) {
+                add(part, r);
             }
+        }
+    } else {
+        for (pi, r) in sample_groups(&parts, max_groups)? {
+            add(&parts[pi as usize], r as usize);
         }
     }
 
@@ -482,4 +543,70 @@ async fn differential(
             ..Default::default()
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Person p is in p + 1 groups (rows spread over two parts); every person keeps
+    /// min(p + 1, m) distinct rows of their own, and over many draws each of a
+    /// person's groups is kept about m / (p + 1) of the time.
+    #[test]
+    fn reservoir_keeps_a_uniform_m_of_each_persons_groups() {
+        let mut parts = vec![];
+        for half in 0..2u64 {
+            let mut person = vec![];
+            for p in 0..6u64 {
+                for g in 0..=p {
+                    if g % 2 == half {
+                        person.push(Some(p));
+                    }
+                }
+            }
+            person.push(None);
+            let n = person.len();
+            parts.push(Part {
+                group: vec![0; n],
+                person: UInt64Array::from(person),
+                stats: vec![],
+            });
+        }
+        let m = 2;
+        let reps = 6000;
+        let mut kept: HashMap<(u32, u32), u32> = HashMap::new();
+        for _ in 0..reps {
+            let picks = sample_groups(&parts, m).unwrap();
+            let mut per_person: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+            for pick in picks {
+                let id = parts[pick.0 as usize].person.value(pick.1 as usize);
+                per_person.entry(id).or_default().push(pick);
+                *kept.entry(pick).or_default() += 1;
+            }
+            for p in 0..6u64 {
+                let v = &per_person[&p];
+                assert_eq!(v.len(), (p as usize + 1).min(m), "person {p}: {v:?}");
+                let mut d = v.clone();
+                d.sort_unstable();
+                d.dedup();
+                assert_eq!(d.len(), v.len());
+            }
+        }
+        for (pi, part) in parts.iter().enumerate() {
+            for r in 0..part.person.len() {
+                if part.person.is_null(r) {
+                    assert!(!kept.contains_key(&(pi as u32, r as u32)));
+                    continue;
+                }
+                let groups = part.person.value(r) as f64 + 1.0;
+                let expect = (m as f64 / groups).min(1.0);
+                let got = f64::from(kept[&(pi as u32, r as u32)]) / f64::from(reps);
+                // Binomial standard error at 6,000 draws is at most 0.0065.
+                assert!((got - expect).abs() < 0.04, "{got} vs {expect}");
+            }
+        }
+        assert!(sample_groups(&parts, 0).unwrap().is_empty());
+    }
 }
