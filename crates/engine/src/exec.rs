@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt32Array,
+    UInt64Array,
 };
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::MemTable;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, HashMap as FastMap};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{
     Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, lit, when,
 };
@@ -27,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::{ApprovedPlan, DpStat, Release};
 use crate::dp;
 use crate::people::people_at_least;
+use crate::per_person::{Stat, per_person};
 use crate::{Error, Result};
 
 /// How the answer was released.
@@ -233,55 +233,53 @@ async fn threshold(
     ))
 }
 
-/// One batch of the bounding stage: per (group, person) row, its group's index, the
-/// person and the person's statistics there.
+/// The bounding stage's entries: per (group, person), the group's index, the person
+/// and the person's statistics there.
 struct Part {
     group: Vec<u32>,
     person: UInt64Array,
     stats: Vec<Int64Array>,
 }
 
-/// A uniformly random `m` of each person's (group, person) rows (all of them when the
-/// person has at most `m`), as (part, row): reservoir sampling in one pass over the
-/// rows, with a CSPRNG seeded from the operating system. The first pick of every person
-/// is kept in one flat vector; only people in more than one group hold more.
-fn sample_groups(parts: &[Part], m: usize) -> Result<Vec<(u32, u32)>> {
+/// A uniformly random `m` of each person's entries (all of them when the person has at
+/// most `m`): reservoir sampling in one pass, with a CSPRNG seeded from the operating
+/// system. The first pick of every person is kept in one flat vector; only people in
+/// more than one group hold more.
+fn sample_groups(part: &Part, m: usize) -> Result<Vec<u32>> {
     if m == 0 {
         return Ok(Vec::new());
     }
-    const EMPTY: (u32, u32) = (u32::MAX, u32::MAX);
+    const EMPTY: u32 = u32::MAX;
     let mut rng = jingteng_match::secure_rng()?;
     let mut slot: FastMap<u64, u32> = FastMap::new();
     let mut seen: Vec<u32> = Vec::new();
-    let mut first: Vec<(u32, u32)> = Vec::new();
-    let mut more: FastMap<u32, Vec<(u32, u32)>> = FastMap::new();
-    for (pi, part) in parts.iter().enumerate() {
-        for r in (0..part.person.len()).filter(|r| part.person.is_valid(*r)) {
-            let s = *slot.entry(part.person.value(r)).or_insert_with(|| {
-                seen.push(0);
-                first.push(EMPTY);
-                (seen.len() - 1) as u32
-            });
-            seen[s as usize] += 1;
-            let n = seen[s as usize] as usize;
-            let j = if n <= m {
-                n - 1
-            } else {
-                rng.random_range(0..n)
-            };
-            let pick = (pi as u32, r as u32);
-            match j {
-                0 => first[s as usize] = pick,
-                j if j < m => {
-                    let v = more.entry(s).or_default();
-                    if j > v.len() {
-                        v.push(pick);
-                    } else {
-                        v[j - 1] = pick;
-                    }
+    let mut first: Vec<u32> = Vec::new();
+    let mut more: FastMap<u32, Vec<u32>> = FastMap::new();
+    for r in (0..part.person.len()).filter(|r| part.person.is_valid(*r)) {
+        let s = *slot.entry(part.person.value(r)).or_insert_with(|| {
+            seen.push(0);
+            first.push(EMPTY);
+            (seen.len() - 1) as u32
+        });
+        seen[s as usize] += 1;
+        let n = seen[s as usize] as usize;
+        let j = if n <= m {
+            n - 1
+        } else {
+            rng.random_range(0..n)
+        };
+        let pick = r as u32;
+        match j {
+            0 => first[s as usize] = pick,
+            j if j < m => {
+                let v = more.entry(s).or_default();
+                if j > v.len() {
+                    v.push(pick);
+                } else {
+                    v[j - 1] = pick;
                 }
-                _ => {}
             }
+            _ => {}
         }
     }
     Ok(first
@@ -306,9 +304,10 @@ async fn differential(
     let p = approved.privacy;
     let agg: &Aggregate = &release.aggregate;
     let ng = agg.group_expr.len();
-    // Stage 1: one row per (group, person) with that person's raw statistics.
+    let out_schema = agg.schema.as_arrow().clone();
+    // Stage 1: per group, every person in it with their own raw statistics.
     let mut stages: Vec<Stage> = Vec::new();
-    let mut per_person: Vec<Expr> = Vec::new();
+    let mut args: Vec<(Stat, Expr)> = Vec::new();
     let clamp = |e: &Expr, lo: i64, hi: i64| -> Result<Expr> {
         let v = cast_expr(e.clone(), DataType::Int64);
         Ok(when(v.clone().lt(lit(lo)), lit(lo))
@@ -320,88 +319,57 @@ async fn differential(
             DpStat::People => {}
             DpStat::Count(e) => {
                 stages.push(Stage::Count);
-                per_person.push(count(e.clone().unwrap_or(lit(1i64))));
+                args.push((Stat::Count, e.clone().unwrap_or(lit(1i64))));
             }
             DpStat::Sum(e, (lo, hi)) => {
                 stages.push(Stage::Sum(*lo, *hi));
-                per_person.push(sum(clamp(e, *lo, *hi)?));
+                args.push((Stat::Sum, clamp(e, *lo, *hi)?));
             }
             DpStat::Avg(e, (lo, hi)) => {
                 stages.push(Stage::Sum(*lo, *hi));
-                per_person.push(sum(clamp(e, *lo, *hi)?));
+                args.push((Stat::Sum, clamp(e, *lo, *hi)?));
                 stages.push(Stage::Count);
-                per_person.push(count(e.clone()));
+                args.push((Stat::Count, e.clone()));
             }
         }
     }
-    let per_person: Vec<Expr> = per_person
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| e.alias(format!("__jt_s{i}")))
-        .collect();
-    let mut groups = agg.group_expr.clone();
-    groups.push(Expr::Column(release.person.clone()).alias("__jt_person_key"));
+    let person = Expr::Column(release.person.clone());
     let plan = LogicalPlanBuilder::from(agg.input.as_ref().clone())
-        .aggregate(groups, per_person)?
+        .aggregate(
+            agg.group_expr.clone(),
+            vec![per_person(person, args).alias("__jt_people")],
+        )?
         .build()?;
+    let schema = Arc::new(plan.schema().as_arrow().clone());
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-
-    // Each row's group as a dense index, from its group keys as comparable rows (a
-    // global aggregate, without GROUP BY, has one group). Only a new group allocates.
-    let out_schema = agg.schema.as_arrow().clone();
-    let group_types: Vec<SortField> = out_schema.fields()[..ng]
-        .iter()
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
-    let converter = if ng == 0 {
-        None
-    } else {
-        Some(RowConverter::new(group_types)?)
+    // One row per group (a global aggregate, without GROUP BY, has one).
+    let groups = concat_batches(&schema, &batches)?;
+    let ngroups = groups.num_rows();
+    let value = groups.column(ng).as_struct();
+    let people_lists = value.column(0).as_list::<i32>();
+    let offsets = people_lists.value_offsets();
+    let (first, last) = (offsets[0] as usize, offsets[ngroups] as usize);
+    let part = Part {
+        group: (0..ngroups)
+            .flat_map(|g| std::iter::repeat_n(g as u32, (offsets[g + 1] - offsets[g]) as usize))
+            .collect(),
+        person: people_lists
+            .values()
+            .slice(first, last - first)
+            .as_primitive::<UInt64Type>()
+            .clone(),
+        stats: (0..stages.len())
+            .map(|i| {
+                value
+                    .column(1 + i)
+                    .as_list::<i32>()
+                    .values()
+                    .slice(first, last - first)
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            })
+            .collect(),
     };
-    let mut group_index: FastMap<Box<[u8]>, u32> = FastMap::new();
-    let mut group_rows: Vec<OwnedRow> = Vec::new();
-    let mut parts: Vec<Part> = Vec::with_capacity(batches.len());
-    for b in &batches {
-        let group = match &converter {
-            None => vec![0; b.num_rows()],
-            Some(c) => {
-                let keys: Vec<ArrayRef> = (0..ng)
-                    .map(|i| cast(b.column(i), out_schema.field(i).data_type()))
-                    .collect::<std::result::Result<_, _>>()?;
-                let rows = c.convert_columns(&keys)?;
-                let mut group = Vec::with_capacity(b.num_rows());
-                for key in rows.iter() {
-                    let g = match group_index.get(key.as_ref()) {
-                        Some(g) => *g,
-                        None => {
-                            let g = u32::try_from(group_rows.len())
-                                .map_err(|_| Error::Internal("more than 2^32 groups".into()))?;
-                            group_index.insert(key.as_ref().into(), g);
-                            group_rows.push(key.owned());
-                            g
-                        }
-                    };
-                    group.push(g);
-                }
-                group
-            }
-        };
-        let person = cast(b.column(ng), &DataType::UInt64)?;
-        let person = person
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or_else(|| Error::Internal("person id type".into()))?
-            .clone();
-        let stats: Vec<Int64Array> = (0..stages.len())
-            .map(|i| int64(b.column(ng + 1 + i)))
-            .collect::<Result<_>>()?;
-        parts.push(Part {
-            group,
-            person,
-            stats,
-        });
-    }
-    let ngroups = if ng == 0 { 1 } else { group_rows.len() };
 
     // Contribution bounding: at most `max_groups_per_person` groups per person, chosen
     // at random, and at most `max_rows_per_person` rows' worth per group.
@@ -409,7 +377,7 @@ async fn differential(
     let rows_cap = i64::from(p.max_rows_per_person);
     let mut people = vec![0i64; ngroups];
     let mut totals = vec![vec![0i128; ngroups]; stages.len()];
-    let mut add = |part: &Part, r: usize| {
+    let mut add = |r: usize| {
         let g = part.group[r] as usize;
         people[g] += 1;
         for (si, stage) in stages.iter().enumerate() {
@@ -427,14 +395,10 @@ async fn differential(
     };
     if ngroups <= max_groups {
         // Nobody can be in more groups than the cap: every (group, person) row counts.
-        for part in &parts {
-            for r in (0..part.person.len()).filter(|r| part.person.is_valid(*r)) {
-                add(part, r);
-            }
-        }
+        (0..part.person.len()).for_each(&mut add);
     } else {
-        for (pi, r) in sample_groups(&parts, max_groups)? {
-            add(&parts[pi as usize], r as usize);
+        for r in sample_groups(&part, max_groups)? {
+            add(r as usize);
         }
     }
 
@@ -474,10 +438,15 @@ async fn differential(
     }
 
     // Assemble the released rows in the aggregate's schema.
-    let mut columns: Vec<ArrayRef> = match &converter {
-        None => Vec::new(),
-        Some(c) => c.convert_rows(order.iter().map(|gi| group_rows[*gi as usize].row()))?,
-    };
+    let picked = UInt32Array::from(order.clone());
+    let mut columns: Vec<ArrayRef> = (0..ng)
+        .map(|i| {
+            Ok(cast(
+                &take(groups.column(i), &picked, None)?,
+                out_schema.field(i).data_type(),
+            )?)
+        })
+        .collect::<Result<_>>()?;
     let mut noise = Vec::new();
     let mut si = 0usize;
     for (i, s) in release.dp.iter().enumerate() {
@@ -556,32 +525,27 @@ mod tests {
     /// person's groups is kept about m / (p + 1) of the time.
     #[test]
     fn reservoir_keeps_a_uniform_m_of_each_persons_groups() {
-        let mut parts = vec![];
-        for half in 0..2u64 {
-            let mut person = vec![];
-            for p in 0..6u64 {
-                for g in 0..=p {
-                    if g % 2 == half {
-                        person.push(Some(p));
-                    }
-                }
+        let mut person = vec![];
+        for p in 0..6u64 {
+            for _ in 0..=p {
+                person.push(Some(p));
             }
-            person.push(None);
-            let n = person.len();
-            parts.push(Part {
-                group: vec![0; n],
-                person: UInt64Array::from(person),
-                stats: vec![],
-            });
         }
+        person.push(None);
+        let n = person.len();
+        let part = Part {
+            group: vec![0; n],
+            person: UInt64Array::from(person),
+            stats: vec![],
+        };
         let m = 2;
         let reps = 6000;
-        let mut kept: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut kept: HashMap<u32, u32> = HashMap::new();
         for _ in 0..reps {
-            let picks = sample_groups(&parts, m).unwrap();
-            let mut per_person: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+            let picks = sample_groups(&part, m).unwrap();
+            let mut per_person: HashMap<u64, Vec<u32>> = HashMap::new();
             for pick in picks {
-                let id = parts[pick.0 as usize].person.value(pick.1 as usize);
+                let id = part.person.value(pick as usize);
                 per_person.entry(id).or_default().push(pick);
                 *kept.entry(pick).or_default() += 1;
             }
@@ -594,19 +558,17 @@ mod tests {
                 assert_eq!(d.len(), v.len());
             }
         }
-        for (pi, part) in parts.iter().enumerate() {
-            for r in 0..part.person.len() {
-                if part.person.is_null(r) {
-                    assert!(!kept.contains_key(&(pi as u32, r as u32)));
-                    continue;
-                }
-                let groups = part.person.value(r) as f64 + 1.0;
-                let expect = (m as f64 / groups).min(1.0);
-                let got = f64::from(kept[&(pi as u32, r as u32)]) / f64::from(reps);
-                // Binomial standard error at 6,000 draws is at most 0.0065.
-                assert!((got - expect).abs() < 0.04, "{got} vs {expect}");
+        for r in 0..part.person.len() {
+            if part.person.is_null(r) {
+                assert!(!kept.contains_key(&(r as u32)));
+                continue;
             }
+            let groups = part.person.value(r) as f64 + 1.0;
+            let expect = (m as f64 / groups).min(1.0);
+            let got = f64::from(kept[&(r as u32)]) / f64::from(reps);
+            // Binomial standard error at 6,000 draws is at most 0.0065.
+            assert!((got - expect).abs() < 0.04, "{got} vs {expect}");
         }
-        assert!(sample_groups(&parts, 0).unwrap().is_empty());
+        assert!(sample_groups(&part, 0).unwrap().is_empty());
     }
 }

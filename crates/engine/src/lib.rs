@@ -14,6 +14,7 @@ pub mod check;
 pub mod dp;
 mod exec;
 mod people;
+mod per_person;
 pub mod policy;
 pub mod templates;
 pub mod view;

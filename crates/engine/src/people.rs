@@ -81,9 +81,7 @@ impl AggregateUDFImpl for PeopleAtLeast {
     }
 
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(One {
-            sets: Sets::new(self.k),
-        }))
+        Ok(Box::new(Single(Sets::new(self.k))))
     }
 
     fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
@@ -253,49 +251,49 @@ impl GroupsAccumulator for Sets {
     }
 }
 
-/// The same for an aggregate without GROUP BY (one group).
-#[derive(Debug)]
-struct One {
-    sets: Sets,
+/// A groups accumulator that can make room for `n` groups before seeing any row.
+pub(crate) trait Grow: GroupsAccumulator + std::fmt::Debug + Sync {
+    fn grow(&mut self, n: usize);
 }
 
-impl Accumulator for One {
+impl Grow for Sets {
+    fn grow(&mut self, n: usize) {
+        self.resize(n);
+    }
+}
+
+/// Any of these groups accumulators as the plain accumulator of an aggregate without
+/// GROUP BY: one group, index 0.
+#[derive(Debug)]
+pub(crate) struct Single<G>(pub(crate) G);
+
+impl<G: Grow> Accumulator for Single<G> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.sets.resize(1);
-        let n = values[0].len();
-        GroupsAccumulator::update_batch(&mut self.sets, values, &vec![0; n], None, 1)
+        let n = values.first().map_or(0, |v| v.len());
+        self.0.update_batch(values, &vec![0; n], None, 1)
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.sets.resize(1);
-        let full = self.sets.full[0];
-        let n = if full {
-            self.sets.k
-        } else {
-            self.sets.seen[0].len() as u64
-        };
-        Ok(ScalarValue::Int64(Some(n as i64)))
+        self.0.grow(1);
+        ScalarValue::try_from_array(&self.0.evaluate(EmitTo::All)?, 0)
     }
 
     fn size(&self) -> usize {
-        size_of::<Self>() + GroupsAccumulator::size(&self.sets)
+        size_of::<Self>() + self.0.size()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.sets.resize(1);
-        let ids: Vec<u64> = self.sets.seen[0].iter().copied().collect();
-        let list =
-            ListArray::from_iter_primitive::<UInt64Type, _, _>([Some(ids.into_iter().map(Some))]);
-        Ok(vec![
-            ScalarValue::List(Arc::new(list)),
-            ScalarValue::Boolean(Some(self.sets.full[0])),
-        ])
+        self.0.grow(1);
+        self.0
+            .state(EmitTo::All)?
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.sets.resize(1);
-        let n = states[0].len();
-        self.sets.merge(states, &vec![0; n])
+        let n = states.first().map_or(0, |v| v.len());
+        self.0.merge_batch(states, &vec![0; n], 1)
     }
 }
 

@@ -1,0 +1,446 @@
+//! `per_person(person, x0, x1, …)`: for each group, every person in it with their own
+//! statistics (row counts and sums), the input of DP contribution bounding.
+//!
+//! Grouping by (group keys, person) gives the same rows, but DataFusion then hashes
+//! and compares every group key per row with the person id; this aggregate groups by
+//! the query's own keys and keeps a map of people per group, as `COUNT(DISTINCT)` does,
+//! which is what plain DataFusion runs for a reach query. Its value per group is a
+//! struct of lists: `person` and one `s{i}` per statistic, aligned.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StructArray, UInt64Array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type, UInt64Type};
+use datafusion::common::{HashMap, Result};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, Expr, GroupsAccumulator, Signature,
+    Volatility,
+};
+
+use crate::people::{Grow, Single};
+
+/// What a statistic accumulates per person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Stat {
+    /// Rows where the argument is not null.
+    Count,
+    /// The sum of the argument (an Int64; nulls add nothing).
+    Sum,
+}
+
+/// `per_person(person, args…)`, one statistic per argument.
+pub(crate) fn per_person(person: Expr, args: Vec<(Stat, Expr)>) -> Expr {
+    let stats: Vec<Stat> = args.iter().map(|(s, _)| *s).collect();
+    let mut call = vec![person];
+    call.extend(args.into_iter().map(|(_, e)| e));
+    AggregateUDF::from(PerPerson {
+        signature: Signature::any(call.len(), Volatility::Immutable),
+        stats,
+    })
+    .call(call)
+}
+
+/// The fields of the value: `person`, then `s0`, `s1`, …, each a list.
+pub(crate) fn value_fields(stats: usize) -> Fields {
+    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+    std::iter::once(Field::new("person", list(DataType::UInt64), false))
+        .chain((0..stats).map(|i| Field::new(format!("s{i}"), list(DataType::Int64), false)))
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PerPerson {
+    signature: Signature,
+    stats: Vec<Stat>,
+}
+
+impl AggregateUDFImpl for PerPerson {
+    fn name(&self) -> &str {
+        "per_person"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(value_fields(self.stats.len())))
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(value_fields(self.stats.len())
+            .iter()
+            .map(|f| {
+                Arc::new(
+                    f.as_ref()
+                        .clone()
+                        .with_name(format!("{}[{}]", args.name, f.name())),
+                )
+            })
+            .collect())
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Single(People::new(self.stats.clone()))))
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(People::new(self.stats.clone())))
+    }
+}
+
+/// One group's people, in the order first seen, with their statistics (flat, `stats`
+/// per person).
+#[derive(Debug, Default)]
+struct Group {
+    index: HashMap<u64, u32>,
+    people: Vec<u64>,
+    values: Vec<i64>,
+}
+
+#[derive(Debug)]
+struct People {
+    stats: Vec<Stat>,
+    groups: Vec<Group>,
+    held: usize,
+}
+
+impl People {
+    fn new(stats: Vec<Stat>) -> Self {
+        Self {
+            stats,
+            groups: Vec::new(),
+            held: 0,
+        }
+    }
+
+    /// The slot of `person` in group `g`, made on first sight.
+    fn slot(&mut self, g: usize, person: u64) -> usize {
+        let n = self.stats.len();
+        let group = &mut self.groups[g];
+        let next = group.people.len() as u32;
+        let at = *group.index.entry(person).or_insert(next);
+        if at == next {
+            group.people.push(person);
+            group.values.resize(group.values.len() + n, 0);
+            self.held += 1;
+        }
+        at as usize * n
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Group> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.held -= taken.iter().map(|g| g.people.len()).sum::<usize>();
+        taken
+    }
+
+    /// The groups as aligned lists: `person`, then one per statistic.
+    fn arrays(&self, groups: &[Group]) -> Vec<ArrayRef> {
+        let n = self.stats.len();
+        lists(
+            groups.iter().map(|g| g.people.len()),
+            groups
+                .iter()
+                .flat_map(|g| g.people.iter().copied())
+                .collect(),
+            (0..n)
+                .map(|i| {
+                    groups
+                        .iter()
+                        .flat_map(|g| g.values.iter().skip(i).step_by(n).copied())
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Aligned lists of the given lengths over `people` and each statistic's values.
+fn lists(
+    lengths: impl Iterator<Item = usize>,
+    people: UInt64Array,
+    stats: Vec<Int64Array>,
+) -> Vec<ArrayRef> {
+    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+    let list = |t: DataType, values: ArrayRef| -> ArrayRef {
+        Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(t, true)),
+            offsets.clone(),
+            values,
+            None,
+        ))
+    };
+    std::iter::once(list(DataType::UInt64, Arc::new(people)))
+        .chain(
+            stats
+                .into_iter()
+                .map(|s| list(DataType::Int64, Arc::new(s))),
+        )
+        .collect()
+}
+
+impl Grow for People {
+    fn grow(&mut self, n: usize) {
+        if self.groups.len() < n {
+            self.groups.resize_with(n, Group::default);
+        }
+    }
+}
+
+fn int64s(values: &[ArrayRef]) -> Result<Vec<Int64Array>> {
+    values
+        .iter()
+        .map(|a| {
+            Ok(cast(a, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        })
+        .collect()
+}
+
+impl GroupsAccumulator for People {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let person = cast(&values[0], &DataType::UInt64)?;
+        let person = person.as_primitive::<UInt64Type>();
+        let xs = int64s(&values[1..])?;
+        for (r, &g) in group_indices.iter().enumerate() {
+            if person.is_null(r) || opt_filter.is_some_and(|f| !f.is_valid(r) || !f.value(r)) {
+                continue;
+            }
+            let at = self.slot(g, person.value(r));
+            let values = &mut self.groups[g].values;
+            for (i, (stat, x)) in self.stats.iter().zip(&xs).enumerate() {
+                if x.is_valid(r) {
+                    let add = match stat {
+                        Stat::Count => 1,
+                        Stat::Sum => x.value(r),
+                    };
+                    values[at + i] = values[at + i].saturating_add(add);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = self.take(emit_to);
+        let fields = value_fields(self.stats.len());
+        Ok(Arc::new(StructArray::try_new(
+            fields,
+            self.arrays(&groups),
+            None,
+        )?))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = self.take(emit_to);
+        Ok(self.arrays(&groups))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let lists: Vec<&ListArray> = values.iter().map(|v| v.as_list::<i32>()).collect();
+        let people = lists[0].values().as_primitive::<UInt64Type>().clone();
+        let xs: Vec<Int64Array> = lists[1..]
+            .iter()
+            .map(|l| l.values().as_primitive::<Int64Type>().clone())
+            .collect();
+        let offsets = lists[0].value_offsets();
+        for (r, &g) in group_indices.iter().enumerate() {
+            for e in offsets[r] as usize..offsets[r + 1] as usize {
+                let at = self.slot(g, people.value(e));
+                let values = &mut self.groups[g].values;
+                for (i, x) in xs.iter().enumerate() {
+                    values[at + i] = values[at + i].saturating_add(x.value(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let person = cast(&values[0], &DataType::UInt64)?;
+        let person = person.as_primitive::<UInt64Type>();
+        let xs = int64s(&values[1..])?;
+        let keep =
+            |r: usize| person.is_valid(r) && opt_filter.is_none_or(|f| f.is_valid(r) && f.value(r));
+        let kept: Vec<usize> = (0..person.len()).filter(|r| keep(*r)).collect();
+        let stats = self
+            .stats
+            .iter()
+            .zip(&xs)
+            .map(|(stat, x)| {
+                kept.iter()
+                    .map(|r| match (stat, x.is_valid(*r)) {
+                        (_, false) => 0,
+                        (Stat::Count, true) => 1,
+                        (Stat::Sum, true) => x.value(*r),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(lists(
+            (0..person.len()).map(|r| usize::from(keep(r))),
+            kept.iter().map(|r| person.value(*r)).collect(),
+            stats,
+        ))
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * size_of::<Group>()
+            + self.held * (3 * size_of::<u64>() + self.stats.len() * size_of::<i64>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{RecordBatch, UInt32Array};
+    use datafusion::arrow::datatypes::{Schema, UInt32Type};
+    use datafusion::catalog::MemTable;
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    /// Per group and person: rows, non-null values and their sum, equal to a plain
+    /// count, with and without partial aggregation and without GROUP BY.
+    #[tokio::test]
+    async fn per_person_statistics_through_every_phase() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::UInt32, false),
+            Field::new("person", DataType::UInt64, true),
+            Field::new("x", DataType::Int64, true),
+        ]));
+        // (g, person) → (rows, non-null x, sum x)
+        let mut expect: BTreeMap<(u32, u64), (i64, i64, i64)> = BTreeMap::new();
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); 3];
+        for b in 0..9u64 {
+            let (mut gs, mut ps, mut xs) = (vec![], vec![], vec![]);
+            for r in 0..400u64 {
+                let g = ((r * 7 + b) % 13) as u32;
+                let p = (r * 31 + b * 5) % 97;
+                let x = (r % 5 != 0).then_some((r as i64 % 11) - 3);
+                gs.push(g);
+                ps.push((r % 50 != 7).then_some(p));
+                xs.push(x);
+                if r % 50 != 7 {
+                    let e = expect.entry((g, p)).or_default();
+                    e.0 += 1;
+                    e.1 += i64::from(x.is_some());
+                    e.2 += x.unwrap_or(0);
+                }
+            }
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from(gs)),
+                    Arc::new(UInt64Array::from(ps)),
+                    Arc::new(Int64Array::from(xs)),
+                ],
+            )
+            .unwrap();
+            parts[b as usize % 3].push(batch);
+        }
+        let table = Arc::new(MemTable::try_new(schema, parts).unwrap());
+        let stats = || {
+            vec![
+                (Stat::Count, lit(1i64)),
+                (Stat::Count, col("x")),
+                (Stat::Sum, col("x")),
+            ]
+        };
+        for skip_partial in [false, true] {
+            let mut config = SessionConfig::new().with_target_partitions(3);
+            if skip_partial {
+                let o = config.options_mut();
+                o.execution.skip_partial_aggregation_probe_rows_threshold = 1;
+                o.execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+            }
+            let ctx = SessionContext::new_with_config(config);
+            let run = |groups: Vec<Expr>| {
+                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
+                    .unwrap()
+                    .aggregate(groups, vec![per_person(col("person"), stats())])
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let ctx = ctx.clone();
+                async move {
+                    ctx.execute_logical_plan(plan)
+                        .await
+                        .unwrap()
+                        .collect()
+                        .await
+                        .unwrap()
+                }
+            };
+            let entries = |value: &StructArray, row: usize| {
+                let list = |i: usize| value.column(i).as_list::<i32>().value(row);
+                let people = list(0);
+                let people = people.as_primitive::<UInt64Type>();
+                let s: Vec<ArrayRef> = (1..4).map(list).collect();
+                (0..people.len())
+                    .map(|e| {
+                        let v = |i: usize| s[i].as_primitive::<Int64Type>().value(e);
+                        (people.value(e), (v(0), v(1), v(2)))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut got: BTreeMap<(u32, u64), (i64, i64, i64)> = BTreeMap::new();
+            for b in run(vec![col("g")]).await {
+                let g = b.column(0).as_primitive::<UInt32Type>();
+                for r in 0..b.num_rows() {
+                    for (p, v) in entries(b.column(1).as_struct(), r) {
+                        assert!(got.insert((g.value(r), p), v).is_none());
+                    }
+                }
+            }
+            assert_eq!(got, expect, "skip_partial {skip_partial}");
+
+            let all = run(vec![]).await;
+            let mut total: BTreeMap<u64, (i64, i64, i64)> = BTreeMap::new();
+            for ((_, p), v) in &expect {
+                let e = total.entry(*p).or_default();
+                (e.0, e.1, e.2) = (e.0 + v.0, e.1 + v.1, e.2 + v.2);
+            }
+            let got: BTreeMap<u64, (i64, i64, i64)> =
+                entries(all[0].column(0).as_struct(), 0).into_iter().collect();
+            assert_eq!(got, total);
+        }
+    }
+}
