@@ -23,10 +23,10 @@ use jingteng_psi::ReleaseMode;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::check::{ApprovedPlan, DpStat, Release};
+use crate::check::{ApprovedPlan, DpStat, Refusal, Release};
 use crate::dp;
 use crate::people::people_at_least;
-use crate::per_person::{Stat, per_person};
+use crate::per_person::{MAX_STATS, Stat, per_person};
 use crate::{Error, Result};
 
 /// How the answer was released.
@@ -332,6 +332,16 @@ async fn differential(
                 args.push((Stat::Count, e.clone()));
             }
         }
+    }
+    if args.len() > MAX_STATS {
+        return Err(Error::Refused(Refusal {
+            rule: "resource-limit",
+            message: format!(
+                "this release computes {} statistics per group; at most {MAX_STATS} are allowed",
+                args.len()
+            ),
+            hint: "ask for fewer aggregates in one query (AVG counts twice)".into(),
+        }));
     }
     let person = Expr::Column(release.person.clone());
     let plan = LogicalPlanBuilder::from(agg.input.as_ref().clone())

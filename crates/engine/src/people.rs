@@ -81,7 +81,7 @@ impl AggregateUDFImpl for PeopleAtLeast {
     }
 
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(Single(Sets::new(self.k))))
+        Ok(Box::new(Single(Box::new(Sets::new(self.k)))))
     }
 
     fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
@@ -265,9 +265,9 @@ impl Grow for Sets {
 /// Any of these groups accumulators as the plain accumulator of an aggregate without
 /// GROUP BY: one group, index 0.
 #[derive(Debug)]
-pub(crate) struct Single<G>(pub(crate) G);
+pub(crate) struct Single(pub(crate) Box<dyn Grow>);
 
-impl<G: Grow> Accumulator for Single<G> {
+impl Accumulator for Single {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let n = values.first().map_or(0, |v| v.len());
         self.0.update_batch(values, &vec![0; n], None, 1)

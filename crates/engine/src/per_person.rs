@@ -91,7 +91,7 @@ impl AggregateUDFImpl for PerPerson {
     }
 
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(Single(People::new(self.stats.clone()))))
+        Ok(Box::new(Single(people(self.stats.clone())?)))
     }
 
     fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
@@ -99,27 +99,39 @@ impl AggregateUDFImpl for PerPerson {
     }
 
     fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(People::new(self.stats.clone())))
+        Ok(people(self.stats.clone())?)
     }
 }
 
-/// One group's people, in the order first seen, with their statistics (flat, `stats`
-/// per person).
-#[derive(Debug, Default)]
-struct Group {
-    index: HashMap<u64, u32>,
-    people: Vec<u64>,
-    values: Vec<i64>,
-}
-
+/// Per group, its people with their statistics inline (`N` ≥ the number of
+/// statistics; the rest stay zero), so a row costs one lookup in one table.
 #[derive(Debug)]
-struct People {
+struct People<const N: usize> {
     stats: Vec<Stat>,
-    groups: Vec<Group>,
+    groups: Vec<HashMap<u64, [i64; N]>>,
     held: usize,
 }
 
-impl People {
+/// The widths compiled; the executor refuses a release with more statistics.
+pub(crate) const MAX_STATS: usize = 32;
+
+/// The accumulator for `stats`, in the narrowest width that holds them.
+fn people(stats: Vec<Stat>) -> Result<Box<dyn Grow>> {
+    Ok(match stats.len() {
+        0 | 1 => Box::new(People::<1>::new(stats)),
+        2 => Box::new(People::<2>::new(stats)),
+        3 | 4 => Box::new(People::<4>::new(stats)),
+        5..=8 => Box::new(People::<8>::new(stats)),
+        9..=MAX_STATS => Box::new(People::<MAX_STATS>::new(stats)),
+        n => {
+            return Err(datafusion::common::DataFusionError::Plan(format!(
+                "a differentially private release computes at most {MAX_STATS} statistics per group; this one needs {n}"
+            )));
+        }
+    })
+}
+
+impl<const N: usize> People<N> {
     fn new(stats: Vec<Stat>) -> Self {
         Self {
             stats,
@@ -128,43 +140,27 @@ impl People {
         }
     }
 
-    /// The slot of `person` in group `g`, made on first sight.
-    fn slot(&mut self, g: usize, person: u64) -> usize {
-        let n = self.stats.len();
-        let group = &mut self.groups[g];
-        let next = group.people.len() as u32;
-        let at = *group.index.entry(person).or_insert(next);
-        if at == next {
-            group.people.push(person);
-            group.values.resize(group.values.len() + n, 0);
-            self.held += 1;
-        }
-        at as usize * n
-    }
-
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Group> {
+    fn take(&mut self, emit_to: EmitTo) -> Vec<HashMap<u64, [i64; N]>> {
         let taken = emit_to.take_needed(&mut self.groups);
-        self.held -= taken.iter().map(|g| g.people.len()).sum::<usize>();
+        self.held -= taken.iter().map(HashMap::len).sum::<usize>();
         taken
     }
 
     /// The groups as aligned lists: `person`, then one per statistic.
-    fn arrays(&self, groups: &[Group]) -> Vec<ArrayRef> {
-        let n = self.stats.len();
+    fn arrays(&self, groups: &[HashMap<u64, [i64; N]>]) -> Vec<ArrayRef> {
+        let total: usize = groups.iter().map(HashMap::len).sum();
+        let mut people = Vec::with_capacity(total);
+        let mut stats: Vec<Vec<i64>> = vec![Vec::with_capacity(total); self.stats.len()];
+        for (person, values) in groups.iter().flatten() {
+            people.push(*person);
+            for (out, v) in stats.iter_mut().zip(values) {
+                out.push(*v);
+            }
+        }
         lists(
-            groups.iter().map(|g| g.people.len()),
-            groups
-                .iter()
-                .flat_map(|g| g.people.iter().copied())
-                .collect(),
-            (0..n)
-                .map(|i| {
-                    groups
-                        .iter()
-                        .flat_map(|g| g.values.iter().skip(i).step_by(n).copied())
-                        .collect()
-                })
-                .collect(),
+            groups.iter().map(HashMap::len),
+            people.into(),
+            stats.into_iter().map(Int64Array::from).collect(),
         )
     }
 }
@@ -193,10 +189,24 @@ fn lists(
         .collect()
 }
 
-impl Grow for People {
+/// Adds `values` to `person`'s statistics in `group`; whether the person is new there.
+fn add<const N: usize>(
+    group: &mut HashMap<u64, [i64; N]>,
+    person: u64,
+    values: impl Iterator<Item = i64>,
+) -> bool {
+    let before = group.len();
+    let slot = group.entry(person).or_insert([0; N]);
+    for (s, v) in slot.iter_mut().zip(values) {
+        *s = s.saturating_add(v);
+    }
+    group.len() > before
+}
+
+impl<const N: usize> Grow for People<N> {
     fn grow(&mut self, n: usize) {
         if self.groups.len() < n {
-            self.groups.resize_with(n, Group::default);
+            self.groups.resize_with(n, HashMap::default);
         }
     }
 }
@@ -212,7 +222,7 @@ fn int64s(values: &[ArrayRef]) -> Result<Vec<Int64Array>> {
         .collect()
 }
 
-impl GroupsAccumulator for People {
+impl<const N: usize> GroupsAccumulator for People<N> {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -228,17 +238,16 @@ impl GroupsAccumulator for People {
             if person.is_null(r) || opt_filter.is_some_and(|f| !f.is_valid(r) || !f.value(r)) {
                 continue;
             }
-            let at = self.slot(g, person.value(r));
-            let values = &mut self.groups[g].values;
-            for (i, (stat, x)) in self.stats.iter().zip(&xs).enumerate() {
-                if x.is_valid(r) {
-                    let add = match stat {
-                        Stat::Count => 1,
-                        Stat::Sum => x.value(r),
-                    };
-                    values[at + i] = values[at + i].saturating_add(add);
-                }
-            }
+            let stats = &self.stats;
+            let values = stats
+                .iter()
+                .zip(&xs)
+                .map(|(stat, x)| match (stat, x.is_valid(r)) {
+                    (_, false) => 0,
+                    (Stat::Count, true) => 1,
+                    (Stat::Sum, true) => x.value(r),
+                });
+            self.held += usize::from(add(&mut self.groups[g], person.value(r), values));
         }
         Ok(())
     }
@@ -274,11 +283,8 @@ impl GroupsAccumulator for People {
         let offsets = lists[0].value_offsets();
         for (r, &g) in group_indices.iter().enumerate() {
             for e in offsets[r] as usize..offsets[r + 1] as usize {
-                let at = self.slot(g, people.value(e));
-                let values = &mut self.groups[g].values;
-                for (i, x) in xs.iter().enumerate() {
-                    values[at + i] = values[at + i].saturating_add(x.value(e));
-                }
+                let values = xs.iter().map(|x| x.value(e));
+                self.held += usize::from(add(&mut self.groups[g], people.value(e), values));
             }
         }
         Ok(())
@@ -317,8 +323,8 @@ impl GroupsAccumulator for People {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * size_of::<Group>()
-            + self.held * (3 * size_of::<u64>() + self.stats.len() * size_of::<i64>())
+        self.groups.capacity() * size_of::<HashMap<u64, [i64; N]>>()
+            + self.held * (2 * size_of::<u64>() + N * size_of::<i64>())
     }
 }
 
@@ -438,8 +444,9 @@ mod tests {
                 let e = total.entry(*p).or_default();
                 (e.0, e.1, e.2) = (e.0 + v.0, e.1 + v.1, e.2 + v.2);
             }
-            let got: BTreeMap<u64, (i64, i64, i64)> =
-                entries(all[0].column(0).as_struct(), 0).into_iter().collect();
+            let got: BTreeMap<u64, (i64, i64, i64)> = entries(all[0].column(0).as_struct(), 0)
+                .into_iter()
+                .collect();
             assert_eq!(got, total);
         }
     }

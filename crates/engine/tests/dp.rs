@@ -112,6 +112,22 @@ async fn failed_query_is_refunded() {
     let err = tight.query(sql, "carol").await.unwrap_err();
     assert!(matches!(err, Error::ResourceLimit(_)), "{err}");
     assert_eq!(tight.budget("carol", 10.0).unwrap().spent, 0.0);
+
+    // More statistics than a release computes: refused, and refunded too.
+    let engine = w.engine(Limits::default()).await;
+    let counts: Vec<String> = (0..33)
+        .map(|i| format!("COUNT(CASE WHEN amount_fen > {i} THEN 1 END) AS a{i}"))
+        .collect();
+    let sql = format!(
+        "SELECT category, {} FROM retail.orders GROUP BY category",
+        counts.join(", ")
+    );
+    let err = engine.query(&sql, "carol").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(r) if r.rule == "resource-limit"),
+        "{err}"
+    );
+    assert_eq!(engine.budget("carol", 10.0).unwrap().spent, 0.0);
 }
 
 /// Acceptance: DP answers stay within their stated 95% bound in 93–97% of 1,000
