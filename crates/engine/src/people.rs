@@ -321,27 +321,23 @@ mod tests {
             Field::new("person", DataType::UInt64, true),
         ]));
         let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); 4];
+        // Each group's three copies of its people land in three partitions, so the
+        // merge must not count a person twice.
         for g in 0..120u32 {
-            let mut gs = Vec::new();
-            let mut ps = Vec::new();
-            for rep in 0..3u64 {
-                for p in 0..u64::from(g) {
-                    gs.push(g);
-                    ps.push(Some(p * 7));
-                    let _ = rep;
-                }
-                gs.push(g);
+            for copy in 0..3u32 {
+                let n = u64::from(g);
+                let mut ps: Vec<Option<u64>> = (0..n).map(|p| Some(p * 7)).collect();
                 ps.push(None);
+                let b = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(UInt32Array::from(vec![g; ps.len()])),
+                        Arc::new(UInt64Array::from(ps)),
+                    ],
+                )
+                .unwrap();
+                parts[((g + copy) % 4) as usize].push(b);
             }
-            let b = RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(UInt32Array::from(gs)),
-                    Arc::new(UInt64Array::from(ps)),
-                ],
-            )
-            .unwrap();
-            parts[g as usize % 4].push(b);
         }
         let table = Arc::new(MemTable::try_new(schema, parts).unwrap());
         for skip_partial in [false, true] {
