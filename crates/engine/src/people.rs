@@ -38,10 +38,41 @@ struct PeopleAtLeast {
     signature: Signature,
 }
 
-fn ids(a: &ArrayRef) -> Result<UInt64Array> {
+/// The person ids of an aggregate's first argument.
+pub(crate) fn ids(a: &ArrayRef) -> Result<UInt64Array> {
     Ok(cast(a, &DataType::UInt64)?
         .as_primitive::<UInt64Type>()
         .clone())
+}
+
+/// Whether row `r` counts: it has a person and passes the aggregate's FILTER.
+pub(crate) fn counted(ids: &UInt64Array, filter: Option<&BooleanArray>, r: usize) -> bool {
+    ids.is_valid(r) && filter.is_none_or(|f| f.is_valid(r) && f.value(r))
+}
+
+/// Aligned lists of the given lengths: one over `people`, then one over each
+/// statistic's values.
+pub(crate) fn lists(
+    lengths: impl Iterator<Item = usize>,
+    people: UInt64Array,
+    stats: Vec<Int64Array>,
+) -> Vec<ArrayRef> {
+    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+    let list = |t: DataType, values: ArrayRef| -> ArrayRef {
+        Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(t, true)),
+            offsets.clone(),
+            values,
+            None,
+        ))
+    };
+    std::iter::once(list(DataType::UInt64, Arc::new(people)))
+        .chain(
+            stats
+                .into_iter()
+                .map(|s| list(DataType::Int64, Arc::new(s))),
+        )
+        .collect()
 }
 
 fn id_list_field() -> FieldRef {
@@ -178,10 +209,10 @@ impl Sets {
 }
 
 fn state_arrays(seen: &[HashSet<u64>], full: Vec<bool>) -> Vec<ArrayRef> {
-    let offsets = OffsetBuffer::from_lengths(seen.iter().map(HashSet::len));
-    let values = UInt64Array::from_iter_values(seen.iter().flatten().copied());
-    let lists = ListArray::new(id_list_field(), offsets, Arc::new(values), None);
-    vec![Arc::new(lists), Arc::new(BooleanArray::from(full))]
+    let ids = seen.iter().flatten().copied().collect();
+    let mut out = lists(seen.iter().map(HashSet::len), ids, Vec::new());
+    out.push(Arc::new(BooleanArray::from(full)));
+    out
 }
 
 impl GroupsAccumulator for Sets {
@@ -195,13 +226,9 @@ impl GroupsAccumulator for Sets {
         self.resize(total_num_groups);
         let ids = ids(&values[0])?;
         for (i, &g) in group_indices.iter().enumerate() {
-            if self.full[g]
-                || ids.is_null(i)
-                || opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i))
-            {
-                continue;
+            if !self.full[g] && counted(&ids, opt_filter, i) {
+                self.add(g, ids.value(i));
             }
-            self.add(g, ids.value(i));
         }
         Ok(())
     }
@@ -232,16 +259,13 @@ impl GroupsAccumulator for Sets {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let ids = ids(&values[0])?;
-        let keep =
-            |i: usize| ids.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
-        let offsets = OffsetBuffer::from_lengths((0..ids.len()).map(|i| usize::from(keep(i))));
-        let values = UInt64Array::from_iter_values(
-            (0..ids.len()).filter(|i| keep(*i)).map(|i| ids.value(i)),
-        );
-        let lists = ListArray::new(id_list_field(), offsets, Arc::new(values), None);
+        let keep = |i: usize| counted(&ids, opt_filter, i);
+        let kept = (0..ids.len()).filter(|i| keep(*i)).map(|i| ids.value(i));
+        let lengths = (0..ids.len()).map(|i| usize::from(keep(i)));
+        let mut out = lists(lengths, kept.collect(), Vec::new());
         // A single id fills a group only when k is 1; the merge decides that.
-        let full = BooleanArray::from(vec![false; ids.len()]);
-        Ok(vec![Arc::new(lists), Arc::new(full)])
+        out.push(Arc::new(BooleanArray::from(vec![false; ids.len()])));
+        Ok(out)
     }
 
     fn size(&self) -> usize {
@@ -297,18 +321,67 @@ impl Accumulator for Single {
     }
 }
 
+/// Running an aggregate in tests through every phase DataFusion may use.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    use datafusion::arrow::array::RecordBatch;
+    use datafusion::catalog::MemTable;
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    /// `aggr` grouped by `groups` over `table` (`partitions` partitions), run with
+    /// partial aggregation and with it skipped (every row then goes through
+    /// `convert_to_state`): (skipped, batches) for each.
+    pub(crate) async fn aggregate_both_ways(
+        table: &Arc<MemTable>,
+        partitions: usize,
+        groups: Vec<Expr>,
+        aggr: Vec<Expr>,
+    ) -> Vec<(bool, Vec<RecordBatch>)> {
+        let mut out = Vec::new();
+        for skip_partial in [false, true] {
+            let mut config = SessionConfig::new().with_target_partitions(partitions);
+            if skip_partial {
+                let o = config.options_mut();
+                o.execution.skip_partial_aggregation_probe_rows_threshold = 1;
+                o.execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+            }
+            let ctx = SessionContext::new_with_config(config);
+            let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
+                .unwrap()
+                .aggregate(groups.clone(), aggr.clone())
+                .unwrap()
+                .build()
+                .unwrap();
+            let batches = ctx
+                .execute_logical_plan(plan)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            out.push((skip_partial, batches));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use datafusion::arrow::array::{RecordBatch, UInt32Array};
-    use datafusion::arrow::datatypes::Schema;
+    use datafusion::arrow::datatypes::{Int64Type, Schema, UInt32Type};
     use datafusion::catalog::MemTable;
-    use datafusion::datasource::provider_as_source;
     use datafusion::functions_aggregate::expr_fn::count_distinct;
-    use datafusion::logical_expr::{LogicalPlanBuilder, col};
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::logical_expr::col;
 
+    use super::testing::aggregate_both_ways;
     use super::*;
 
     /// Group g has g distinct people (g = 0..120), each appearing three times, plus
@@ -340,45 +413,19 @@ mod tests {
             }
         }
         let table = Arc::new(MemTable::try_new(schema, parts).unwrap());
-        for skip_partial in [false, true] {
-            let mut config = SessionConfig::new().with_target_partitions(4);
-            if skip_partial {
-                let o = config.options_mut();
-                o.execution.skip_partial_aggregation_probe_rows_threshold = 1;
-                o.execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
-            }
-            let ctx = SessionContext::new_with_config(config);
-            for k in [1u64, 50, 200] {
-                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
-                    .unwrap()
-                    .aggregate(
-                        vec![col("g")],
-                        vec![
-                            people_at_least(col("person"), k).alias("at_least"),
-                            count_distinct(col("person")).alias("exact"),
-                        ],
-                    )
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                let batches = ctx
-                    .execute_logical_plan(plan)
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap();
+        for k in [1u64, 50, 200] {
+            let aggr = vec![
+                people_at_least(col("person"), k).alias("at_least"),
+                count_distinct(col("person")).alias("exact"),
+            ];
+            for (skip_partial, batches) in
+                aggregate_both_ways(&table, 4, vec![col("g")], aggr).await
+            {
                 let mut seen = 0;
                 for b in &batches {
-                    let g = b
-                        .column(0)
-                        .as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
-                    let at_least = b
-                        .column(1)
-                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-                    let exact = b
-                        .column(2)
-                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                    let g = b.column(0).as_primitive::<UInt32Type>();
+                    let at_least = b.column(1).as_primitive::<Int64Type>();
+                    let exact = b.column(2).as_primitive::<Int64Type>();
                     for r in 0..b.num_rows() {
                         assert_eq!(exact.value(r), i64::from(g.value(r)));
                         assert_eq!(
@@ -391,24 +438,12 @@ mod tests {
                     }
                 }
                 assert_eq!(seen, 120);
+            }
 
-                // Without GROUP BY: every person of every group, 119 * 7 + 1 apart.
-                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
-                    .unwrap()
-                    .aggregate(Vec::<Expr>::new(), vec![people_at_least(col("person"), k)])
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                let b = ctx
-                    .execute_logical_plan(plan)
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap();
-                let v = b[0]
-                    .column(0)
-                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            // Without GROUP BY: every person of every group, 119 * 7 + 1 apart.
+            let aggr = vec![people_at_least(col("person"), k)];
+            for (_, b) in aggregate_both_ways(&table, 4, vec![], aggr).await {
+                let v = b[0].column(0).as_primitive::<Int64Type>();
                 assert_eq!(v.value(0), 119.min(k as i64));
             }
         }

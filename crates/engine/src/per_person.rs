@@ -11,9 +11,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StructArray, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StructArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type, UInt64Type};
 use datafusion::common::{HashMap, Result};
@@ -23,7 +22,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::people::{Grow, Single};
+use crate::people::{Grow, Single, counted, ids, lists};
 
 /// What a statistic accumulates per person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +31,17 @@ pub(crate) enum Stat {
     Count,
     /// The sum of the argument (an Int64; nulls add nothing).
     Sum,
+}
+
+impl Stat {
+    /// What row `r` of the argument `x` adds.
+    fn of(self, x: &Int64Array, r: usize) -> i64 {
+        match (self, x.is_valid(r)) {
+            (_, false) => 0,
+            (Stat::Count, true) => 1,
+            (Stat::Sum, true) => x.value(r),
+        }
+    }
 }
 
 /// `per_person(person, args…)`, one statistic per argument.
@@ -165,30 +175,6 @@ impl<const N: usize> People<N> {
     }
 }
 
-/// Aligned lists of the given lengths over `people` and each statistic's values.
-fn lists(
-    lengths: impl Iterator<Item = usize>,
-    people: UInt64Array,
-    stats: Vec<Int64Array>,
-) -> Vec<ArrayRef> {
-    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
-    let list = |t: DataType, values: ArrayRef| -> ArrayRef {
-        Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(t, true)),
-            offsets.clone(),
-            values,
-            None,
-        ))
-    };
-    std::iter::once(list(DataType::UInt64, Arc::new(people)))
-        .chain(
-            stats
-                .into_iter()
-                .map(|s| list(DataType::Int64, Arc::new(s))),
-        )
-        .collect()
-}
-
 /// Adds `values` to `person`'s statistics in `group`; whether the person is new there.
 fn add<const N: usize>(
     group: &mut HashMap<u64, [i64; N]>,
@@ -231,22 +217,13 @@ impl<const N: usize> GroupsAccumulator for People<N> {
         total_num_groups: usize,
     ) -> Result<()> {
         self.grow(total_num_groups);
-        let person = cast(&values[0], &DataType::UInt64)?;
-        let person = person.as_primitive::<UInt64Type>();
+        let person = ids(&values[0])?;
         let xs = int64s(&values[1..])?;
         for (r, &g) in group_indices.iter().enumerate() {
-            if person.is_null(r) || opt_filter.is_some_and(|f| !f.is_valid(r) || !f.value(r)) {
+            if !counted(&person, opt_filter, r) {
                 continue;
             }
-            let stats = &self.stats;
-            let values = stats
-                .iter()
-                .zip(&xs)
-                .map(|(stat, x)| match (stat, x.is_valid(r)) {
-                    (_, false) => 0,
-                    (Stat::Count, true) => 1,
-                    (Stat::Sum, true) => x.value(r),
-                });
+            let values = self.stats.iter().zip(&xs).map(|(stat, x)| stat.of(x, r));
             self.held += usize::from(add(&mut self.groups[g], person.value(r), values));
         }
         Ok(())
@@ -295,25 +272,15 @@ impl<const N: usize> GroupsAccumulator for People<N> {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let person = cast(&values[0], &DataType::UInt64)?;
-        let person = person.as_primitive::<UInt64Type>();
+        let person = ids(&values[0])?;
         let xs = int64s(&values[1..])?;
-        let keep =
-            |r: usize| person.is_valid(r) && opt_filter.is_none_or(|f| f.is_valid(r) && f.value(r));
+        let keep = |r: usize| counted(&person, opt_filter, r);
         let kept: Vec<usize> = (0..person.len()).filter(|r| keep(*r)).collect();
         let stats = self
             .stats
             .iter()
             .zip(&xs)
-            .map(|(stat, x)| {
-                kept.iter()
-                    .map(|r| match (stat, x.is_valid(*r)) {
-                        (_, false) => 0,
-                        (Stat::Count, true) => 1,
-                        (Stat::Sum, true) => x.value(*r),
-                    })
-                    .collect()
-            })
+            .map(|(stat, x)| kept.iter().map(|r| stat.of(x, *r)).collect())
             .collect();
         Ok(lists(
             (0..person.len()).map(|r| usize::from(keep(r))),
@@ -334,14 +301,13 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use datafusion::arrow::array::{RecordBatch, UInt32Array};
+    use datafusion::arrow::array::{RecordBatch, UInt32Array, UInt64Array};
     use datafusion::arrow::datatypes::{Schema, UInt32Type};
     use datafusion::catalog::MemTable;
-    use datafusion::datasource::provider_as_source;
-    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::logical_expr::{col, lit};
 
     use super::*;
+    use crate::people::testing::aggregate_both_ways;
 
     /// Per group and person: rows, non-null values and their sum, equal to a plain
     /// count, with and without partial aggregation and without GROUP BY.
@@ -390,45 +356,30 @@ mod tests {
                 (Stat::Sum, col("x")),
             ]
         };
-        for skip_partial in [false, true] {
-            let mut config = SessionConfig::new().with_target_partitions(3);
-            if skip_partial {
-                let o = config.options_mut();
-                o.execution.skip_partial_aggregation_probe_rows_threshold = 1;
-                o.execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
-            }
-            let ctx = SessionContext::new_with_config(config);
-            let run = |groups: Vec<Expr>| {
-                let plan = LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None)
-                    .unwrap()
-                    .aggregate(groups, vec![per_person(col("person"), stats())])
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                let ctx = ctx.clone();
-                async move {
-                    ctx.execute_logical_plan(plan)
-                        .await
-                        .unwrap()
-                        .collect()
-                        .await
-                        .unwrap()
-                }
-            };
-            let entries = |value: &StructArray, row: usize| {
-                let list = |i: usize| value.column(i).as_list::<i32>().value(row);
-                let people = list(0);
-                let people = people.as_primitive::<UInt64Type>();
-                let s: Vec<ArrayRef> = (1..4).map(list).collect();
-                (0..people.len())
-                    .map(|e| {
-                        let v = |i: usize| s[i].as_primitive::<Int64Type>().value(e);
-                        (people.value(e), (v(0), v(1), v(2)))
-                    })
-                    .collect::<Vec<_>>()
-            };
+        let run = |groups: Vec<Expr>| {
+            let aggr = vec![per_person(col("person"), stats())];
+            aggregate_both_ways(&table, 3, groups, aggr)
+        };
+        let mut total: BTreeMap<u64, (i64, i64, i64)> = BTreeMap::new();
+        for ((_, p), v) in &expect {
+            let e = total.entry(*p).or_default();
+            (e.0, e.1, e.2) = (e.0 + v.0, e.1 + v.1, e.2 + v.2);
+        }
+        let entries = |value: &StructArray, row: usize| {
+            let list = |i: usize| value.column(i).as_list::<i32>().value(row);
+            let people = list(0);
+            let people = people.as_primitive::<UInt64Type>();
+            let s: Vec<ArrayRef> = (1..4).map(list).collect();
+            (0..people.len())
+                .map(|e| {
+                    let v = |i: usize| s[i].as_primitive::<Int64Type>().value(e);
+                    (people.value(e), (v(0), v(1), v(2)))
+                })
+                .collect::<Vec<_>>()
+        };
+        for (skip_partial, batches) in run(vec![col("g")]).await {
             let mut got: BTreeMap<(u32, u64), (i64, i64, i64)> = BTreeMap::new();
-            for b in run(vec![col("g")]).await {
+            for b in batches {
                 let g = b.column(0).as_primitive::<UInt32Type>();
                 for r in 0..b.num_rows() {
                     for (p, v) in entries(b.column(1).as_struct(), r) {
@@ -437,17 +388,12 @@ mod tests {
                 }
             }
             assert_eq!(got, expect, "skip_partial {skip_partial}");
-
-            let all = run(vec![]).await;
-            let mut total: BTreeMap<u64, (i64, i64, i64)> = BTreeMap::new();
-            for ((_, p), v) in &expect {
-                let e = total.entry(*p).or_default();
-                (e.0, e.1, e.2) = (e.0 + v.0, e.1 + v.1, e.2 + v.2);
-            }
+        }
+        for (skip_partial, all) in run(vec![]).await {
             let got: BTreeMap<u64, (i64, i64, i64)> = entries(all[0].column(0).as_struct(), 0)
                 .into_iter()
                 .collect();
-            assert_eq!(got, total);
+            assert_eq!(got, total, "skip_partial {skip_partial}");
         }
     }
 }
